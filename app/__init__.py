@@ -1,0 +1,1 @@
+"""Streamlit explorer: reads the warehouse only."""

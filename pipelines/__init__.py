@@ -1,0 +1,1 @@
+"""Orchestration, analysis and the ldw command line."""

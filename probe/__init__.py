@@ -1,0 +1,1 @@
+"""Model side: load checkpoints, score surprisal, read weights. Knows nothing of storage."""

@@ -1,0 +1,188 @@
+"""The warehouse: one folder with ``catalog.duckdb`` and ``parquet/``.
+
+Connections are short-lived: every operation opens the catalog, does its work
+and closes it, so a sweep writing and an app reading can take turns on the
+DuckDB file lock. Parquet tables are exposed as views with absolute paths,
+re-created whenever the warehouse is opened for writing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from warehouse.clock import utcnow
+from warehouse.derived import DerivedMixin
+from warehouse.errors import WarehouseError
+from warehouse.evalset import EvalSetMixin
+from warehouse.runs import RunsMixin
+from warehouse.surprisal import SurprisalMixin
+from warehouse.traces import TracesMixin
+from warehouse.schemas import CATALOG_DDL, PARQUET_TABLES, SURPRISAL, TRACES, EVAL_SEQUENCES, EVAL_TOKENS
+
+CATALOG_FILE = "catalog.duckdb"
+FORMAT_VERSION = "1"
+LOCK_WAIT_S = 60.0
+
+# Where each Parquet-backed table's files live, relative to parquet/.
+TABLE_GLOBS = {
+    "surprisal": "surprisal/*/*.parquet",
+    "eval_sequences": "eval/eval_sequences.parquet",
+    "eval_tokens": "eval/eval_tokens.parquet",
+    "traces": "traces/*.parquet",
+}
+EMPTY_SCHEMAS = {
+    "surprisal": SURPRISAL,
+    "eval_sequences": EVAL_SEQUENCES,
+    "eval_tokens": EVAL_TOKENS,
+    "traces": TRACES,
+}
+DUCKDB_TYPES = {
+    "string": "VARCHAR",
+    "int64": "BIGINT",
+    "int32": "INTEGER",
+    "float": "FLOAT",
+    "double": "DOUBLE",
+    "list<item: int32>": "INTEGER[]",
+}
+
+
+class CatalogCore:
+    """Folder, connections and views; the table-specific methods are mixins."""
+
+    def __init__(self, root: Path, read_only: bool = False) -> None:
+        self.root = Path(root).resolve()
+        self.read_only = read_only
+
+    @property
+    def catalog_path(self) -> Path:
+        """Path of ``catalog.duckdb``."""
+        return self.root / CATALOG_FILE
+
+    @property
+    def parquet_dir(self) -> Path:
+        """Folder holding the bulk Parquet tables."""
+        return self.root / "parquet"
+
+    @classmethod
+    def create(cls, root: Path) -> "Warehouse":
+        """Create (or open) a warehouse folder with its catalog tables and views."""
+        root = Path(root)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            (root / "parquet").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise WarehouseError(f"{root}: cannot create warehouse folder ({exc.strerror})") from exc
+        wh = cls(root)
+        wh._init_catalog()
+        return wh
+
+    @classmethod
+    def open(cls, root: Path, read_only: bool = False) -> "Warehouse":
+        """Open an existing warehouse; a clear error when ``root`` is not one."""
+        wh = cls(root, read_only=read_only)
+        if not wh.catalog_path.is_file():
+            raise WarehouseError(
+                f"{wh.root}: not a warehouse (no {CATALOG_FILE}); run `ldw ingest` or `ldw demo` first"
+            )
+        if not read_only:
+            wh._init_catalog()
+        return wh
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Open the catalog, waiting while another process holds its lock."""
+        deadline = time.monotonic() + LOCK_WAIT_S
+        delay = 0.02
+        while True:
+            try:
+                con = duckdb.connect(str(self.catalog_path), read_only=self.read_only)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise WarehouseError(f"{self.catalog_path}: cannot open catalog ({exc})") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pl.DataFrame:
+        """Run a query with bound parameters and return a Polars frame."""
+        with self.connect() as con:
+            return pl.from_arrow(con.sql(sql, params=params or None).to_arrow_table())
+
+    def execute(self, sql: str, params: list[Any] | None = None) -> None:
+        """Run one statement with bound parameters in its own transaction."""
+        with self.connect() as con:
+            con.execute(sql, params or [])
+
+    def _init_catalog(self) -> None:
+        with self.connect() as con:
+            for ddl, _ in CATALOG_DDL.values():
+                con.execute(ddl)
+            current = con.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
+            if current is not None and current[0] != FORMAT_VERSION:
+                raise WarehouseError(
+                    f"{self.catalog_path}: warehouse format {current[0]}, this ldw reads {FORMAT_VERSION}"
+                )
+            con.execute(
+                "INSERT OR IGNORE INTO meta VALUES ('format_version', ?), ('created_at', ?)",
+                [FORMAT_VERSION, utcnow().isoformat()],
+            )
+            versions = {n: v for n, (_, v) in CATALOG_DDL.items()}
+            versions.update({n: v for n, (_, v) in PARQUET_TABLES.items()})
+            for name, version in versions.items():
+                con.execute("INSERT OR REPLACE INTO schema_versions VALUES (?, ?)", [name, version])
+            self._create_views(con)
+
+    def refresh_views(self) -> None:
+        """Re-create the views over the Parquet tables (after files appear)."""
+        if self.read_only:
+            return
+        with self.connect() as con:
+            self._create_views(con)
+
+    def _create_views(self, con: duckdb.DuckDBPyConnection) -> None:
+        for name, pattern in TABLE_GLOBS.items():
+            con.execute(self._view_sql(name, pattern, EMPTY_SCHEMAS[name]))
+        for (name,) in con.execute("SELECT table_name FROM derived_tables").fetchall():
+            pattern = f"derived/{name}/*.parquet"
+            if any(self.parquet_dir.glob(pattern)):
+                con.execute(self._view_sql(name, pattern, None))
+            else:
+                con.execute(f'DROP VIEW IF EXISTS "{name}"')
+
+    def _view_sql(self, name: str, pattern: str, schema: Any) -> str:
+        if any(self.parquet_dir.glob(pattern)):
+            path = str(self.parquet_dir / pattern).replace("'", "''")
+            return f"CREATE OR REPLACE VIEW \"{name}\" AS SELECT * FROM read_parquet('{path}')"
+        cols = ", ".join(
+            f'CAST(NULL AS {DUCKDB_TYPES[str(f.type)]}) AS "{f.name}"' for f in schema
+        )
+        return f'CREATE OR REPLACE VIEW "{name}" AS SELECT {cols} WHERE false'
+
+    def meta(self) -> dict[str, str]:
+        """Key/value facts about the warehouse (format version, creation time)."""
+        return dict(self.query("SELECT key, value FROM meta").iter_rows())
+
+    def record_derived(self, table: str, params: dict[str, Any], version: int) -> None:
+        """Record a derived table's parameters and refresh its view."""
+        with self.connect() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO derived_tables VALUES (?, ?, ?, ?)",
+                [table, json.dumps(params, sort_keys=True, default=str), utcnow(), version],
+            )
+            self._create_views(con)
+
+
+class Warehouse(RunsMixin, EvalSetMixin, SurprisalMixin, TracesMixin, DerivedMixin, CatalogCore):
+    """A warehouse folder: catalog tables, Parquet views and the methods that fill them."""

@@ -1,0 +1,50 @@
+"""Derived tables (metrics, n-gram stats, spikes, ...): Parquet parts plus recorded parameters."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+
+from warehouse.errors import WarehouseError
+from warehouse.parquet_io import write_parquet_atomic
+
+DERIVED_VERSION = 1
+
+
+class DerivedMixin:
+    """Analysis results written by pipelines and read back through views."""
+
+    def write_derived(
+        self, table: str, data: pa.Table | pl.DataFrame, params: dict[str, Any], part: str = "all"
+    ) -> None:
+        """Write one part of a derived table atomically and record its parameters.
+
+        Parts let a table be written in pieces (e.g. one per run); a view named
+        ``table`` unions them.
+        """
+        if not table.replace("_", "").isalnum():
+            raise WarehouseError(f"derived table name '{table}' must be letters, digits and _")
+        if isinstance(data, pl.DataFrame):
+            data = data.to_arrow()
+        path = self.parquet_dir / "derived" / table / f"{part}.parquet"
+        write_parquet_atomic(data, path, DERIVED_VERSION)
+        self.record_derived(table, params, DERIVED_VERSION)
+
+    def clear_derived(self, table: str) -> None:
+        """Drop every part of a derived table (before it is rewritten in parts)."""
+        shutil.rmtree(self.parquet_dir / "derived" / table, ignore_errors=True)
+        self.execute("DELETE FROM derived_tables WHERE table_name = ?", [table])
+        self.refresh_views()
+
+    def derived_params(self, table: str) -> dict[str, Any] | None:
+        """Parameters a derived table was computed with (None if absent)."""
+        rows = self.query("SELECT params FROM derived_tables WHERE table_name = ?", [table])
+        return json.loads(rows["params"][0]) if rows.height else None
+
+    def has_table(self, table: str) -> bool:
+        """Whether a derived table has been written."""
+        return self.query("SELECT 1 FROM derived_tables WHERE table_name = ?", [table]).height > 0

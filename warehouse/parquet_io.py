@@ -1,0 +1,65 @@
+"""Atomic Parquet writes: a file appears complete or not at all."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from warehouse.errors import WarehouseError
+from warehouse.schemas import SCHEMA_VERSION_KEY
+
+ROW_GROUP_SIZE = 65_536
+
+
+def write_parquet_atomic(table: pa.Table, path: Path, version: int) -> None:
+    """Write ``table`` to ``path`` via a temporary file, fsync and rename.
+
+    A reader never sees a partial file, and a crash leaves at most a stray
+    ``.tmp`` file that the next write of the same path replaces.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = dict(table.schema.metadata or {})
+    metadata[SCHEMA_VERSION_KEY] = str(version).encode()
+    table = table.replace_schema_metadata(metadata)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            pq.write_table(table, handle, row_group_size=ROW_GROUP_SIZE, compression="zstd")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise WarehouseError(f"{path}: could not write Parquet file ({exc.strerror or exc})") from exc
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def file_schema_version(path: Path) -> int | None:
+    """Schema version stored in a Parquet file's metadata, or None."""
+    metadata = pq.read_schema(path).metadata or {}
+    raw = metadata.get(SCHEMA_VERSION_KEY)
+    return int(raw) if raw is not None else None
+
+
+def read_rows(path: Path, columns: list[str], lo: int, hi: int) -> pa.Table:
+    """Read rows ``lo:hi`` of ``columns`` from a Parquet file, touching only the row groups needed."""
+    handle = pq.ParquetFile(path)
+    meta = handle.metadata
+    groups, start, first_start = [], 0, None
+    for index in range(meta.num_row_groups):
+        n = meta.row_group(index).num_rows
+        if start + n > lo and start < hi:
+            groups.append(index)
+            if first_start is None:
+                first_start = start
+        start += n
+    if not groups:
+        return handle.schema_arrow.empty_table().select(columns)
+    table = handle.read_row_groups(groups, columns=columns)
+    return table.slice(lo - first_start, hi - lo)

@@ -1,0 +1,135 @@
+"""Runs and checkpoints in the catalog."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from warehouse.clock import utcnow
+from warehouse.errors import WarehouseError
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One training run (seed) as registered by ingest."""
+
+    run_id: str
+    name: str
+    seed: int | None
+    source: str
+    source_kind: str
+    arch: str | None
+    model_config: dict[str, Any]
+    tokenizer_path: str | None
+    tokenizer_fingerprint: str | None
+    tokens_per_step: int | None
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """One saved model of a run."""
+
+    step: int
+    tokens_seen: int | None
+    path: str
+    content_hash: str | None
+    duplicate_of: int | None
+
+
+class RunsMixin:
+    """Register runs and checkpoints; track each checkpoint's sweep status."""
+
+    def upsert_run(self, run: RunRecord) -> None:
+        """Insert or update a run; a run id already taken by another source is an error."""
+        existing = self.query("SELECT source FROM runs WHERE run_id = ?", [run.run_id])
+        if existing.height and existing["source"][0] != run.source:
+            raise WarehouseError(
+                f"{run.source}: run id '{run.run_id}' is already used by {existing['source'][0]}; "
+                "pass --name to give this run another name"
+            )
+        self.execute(
+            "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                run.run_id, run.name, run.seed, run.source, run.source_kind, run.arch,
+                json.dumps(run.model_config, sort_keys=True, default=str), run.tokenizer_path,
+                run.tokenizer_fingerprint, run.tokens_per_step,
+                json.dumps(run.metadata, sort_keys=True, default=str), utcnow(),
+            ],
+        )
+
+    def upsert_checkpoints(self, run_id: str, checkpoints: list[CheckpointRecord]) -> int:
+        """Register checkpoints; keep sweep results whose weights did not change.
+
+        Returns how many checkpoints are new or changed (and so pending).
+        """
+        current = {
+            row["step"]: row
+            for row in self.query(
+                "SELECT step, content_hash, status, surprisal_file FROM checkpoints WHERE run_id = ?",
+                [run_id],
+            ).iter_rows(named=True)
+        }
+        changed = 0
+        with self.connect() as con:
+            con.execute("BEGIN")
+            for ck in checkpoints:
+                old = current.get(ck.step)
+                keep = old is not None and old["content_hash"] == ck.content_hash and old["status"] == "done"
+                if keep:
+                    con.execute(
+                        "UPDATE checkpoints SET tokens_seen = ?, path = ?, duplicate_of = ? "
+                        "WHERE run_id = ? AND step = ?",
+                        [ck.tokens_seen, ck.path, ck.duplicate_of, run_id, ck.step],
+                    )
+                    continue
+                changed += 1
+                if old is not None and old["surprisal_file"]:
+                    Path(old["surprisal_file"]).unlink(missing_ok=True)
+                con.execute(
+                    "INSERT OR REPLACE INTO checkpoints VALUES "
+                    "(?, ?, ?, ?, ?, ?, 'pending', NULL, NULL, NULL, NULL, NULL)",
+                    [run_id, ck.step, ck.tokens_seen, ck.path, ck.content_hash, ck.duplicate_of],
+                )
+            con.execute("COMMIT")
+        return changed
+
+    def runs(self) -> pl.DataFrame:
+        """All runs, ordered by run id."""
+        return self.query("SELECT * FROM runs ORDER BY run_id")
+
+    def run_ids(self) -> list[str]:
+        """Ids of all runs, sorted."""
+        return self.query("SELECT run_id FROM runs ORDER BY run_id")["run_id"].to_list()
+
+    def checkpoints(self, run_id: str | None = None) -> pl.DataFrame:
+        """Checkpoints of one run (or all), ordered by run and step."""
+        if run_id is None:
+            return self.query("SELECT * FROM checkpoints ORDER BY run_id, step")
+        return self.query("SELECT * FROM checkpoints WHERE run_id = ? ORDER BY step", [run_id])
+
+    def mark_checkpoint_done(self, run_id: str, step: int, surprisal_file: str, n_tokens: int, sweep_id: str) -> None:
+        """Catalog a completed surprisal file (called only after the file is complete)."""
+        self.execute(
+            "UPDATE checkpoints SET status = 'done', error = NULL, probed_at = ?, surprisal_file = ?, "
+            "n_tokens = ?, sweep_id = ? WHERE run_id = ? AND step = ?",
+            [utcnow(), surprisal_file, n_tokens, sweep_id, run_id, step],
+        )
+
+    def mark_checkpoint_failed(self, run_id: str, step: int, error: str) -> None:
+        """Record a checkpoint whose sweep failed, with its one-line error."""
+        self.execute(
+            "UPDATE checkpoints SET status = 'failed', error = ? WHERE run_id = ? AND step = ?",
+            [error, run_id, step],
+        )
+
+    def record_sweep(self, sweep_id: str, settings: dict[str, Any]) -> None:
+        """Store the scoring settings of a sweep (units, dtype, prefix, versions)."""
+        self.execute(
+            "INSERT OR REPLACE INTO sweeps VALUES (?, ?, ?)",
+            [sweep_id, utcnow(), json.dumps(settings, sort_keys=True, default=str)],
+        )

@@ -1,0 +1,66 @@
+"""Surprisal files: one Parquet file per (run, checkpoint), rows in token_idx order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from warehouse.errors import WarehouseError
+from warehouse.parquet_io import read_rows, write_parquet_atomic
+from warehouse.schemas import PARQUET_TABLES, SURPRISAL
+
+
+class SurprisalMixin:
+    """Write a checkpoint's surprisal atomically and read curves back as matrices."""
+
+    def surprisal_path(self, run_id: str, step: int) -> Path:
+        """Where the surprisal file of (run, step) lives."""
+        return self.parquet_dir / "surprisal" / run_id / f"step-{step:012d}.parquet"
+
+    def write_surprisal(self, run_id: str, step: int, values: np.ndarray, sweep_id: str) -> Path:
+        """Write one checkpoint's surprisal (one value per evaluation token) and catalog it.
+
+        The file is complete before the catalog row says so; a crash in
+        between leaves the checkpoint pending and the next sweep rewrites it.
+        """
+        n = self.token_count()
+        if values.shape != (n,):
+            raise WarehouseError(f"{run_id} step {step}: {values.shape[0]} surprisal values for {n} tokens")
+        table = pa.table(
+            {
+                "run_id": pa.array([run_id] * n, pa.string()).dictionary_encode().cast(pa.string()),
+                "step": pa.array(np.full(n, step, dtype=np.int64)),
+                "token_idx": pa.array(np.arange(n, dtype=np.int64)),
+                "surprisal_bits": pa.array(values.astype(np.float32)),
+            },
+            schema=SURPRISAL,
+        )
+        path = self.surprisal_path(run_id, step)
+        write_parquet_atomic(table, path, PARQUET_TABLES["surprisal"][1])
+        self.mark_checkpoint_done(run_id, step, str(path), n, sweep_id)
+        self.refresh_views()
+        return path
+
+    def surprisal_matrix(
+        self, run_id: str, token_lo: int | None = None, token_hi: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Curves of one run: (steps [C], token_idx [T], surprisal bits [T, C] float32).
+
+        Only completed checkpoints, ascending by step; reads only the row
+        groups that hold tokens ``token_lo:token_hi``.
+        """
+        n = self.token_count()
+        lo = 0 if token_lo is None else max(0, token_lo)
+        hi = n if token_hi is None else min(n, token_hi)
+        done = self.query(
+            "SELECT step, surprisal_file FROM checkpoints WHERE run_id = ? AND status = 'done' ORDER BY step",
+            [run_id],
+        )
+        steps = done["step"].to_numpy().astype(np.int64)
+        values = np.empty((max(hi - lo, 0), len(steps)), dtype=np.float32)
+        for col, path in enumerate(done["surprisal_file"].to_list()):
+            column = read_rows(Path(path), ["surprisal_bits"], lo, hi).column(0)
+            values[:, col] = column.to_numpy()
+        return steps, np.arange(lo, hi, dtype=np.int64), values

@@ -1,0 +1,36 @@
+"""Training-dynamics traces (loss, grad norm, lr, ...) in long format, one file per run."""
+
+from __future__ import annotations
+
+import polars as pl
+import pyarrow as pa
+
+from warehouse.parquet_io import write_parquet_atomic
+from warehouse.schemas import PARQUET_TABLES, TRACES
+
+
+class TracesMixin:
+    """Store and read each run's training log as (run_id, step, name, value) rows."""
+
+    def write_traces(self, run_id: str, frame: pl.DataFrame) -> int:
+        """Replace a run's traces with ``frame`` (columns step, name, value); returns rows written."""
+        table = (
+            frame.select(
+                pl.lit(run_id).alias("run_id"),
+                pl.col("step").cast(pl.Int64),
+                pl.col("name").cast(pl.String),
+                pl.col("value").cast(pl.Float64),
+            )
+            .sort("name", "step")
+            .to_arrow()
+        )
+        write_parquet_atomic(table.cast(TRACES), self.parquet_dir / "traces" / f"{run_id}.parquet",
+                             PARQUET_TABLES["traces"][1])
+        self.refresh_views()
+        return table.num_rows
+
+    def traces(self, run_id: str | None = None) -> pl.DataFrame:
+        """Traces of one run or all runs."""
+        if run_id is None:
+            return self.query("SELECT * FROM traces ORDER BY run_id, name, step")
+        return self.query("SELECT * FROM traces WHERE run_id = ? ORDER BY name, step", [run_id])
