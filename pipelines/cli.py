@@ -1,0 +1,155 @@
+"""The ``ldw`` command line: train, ingest, evalset, sweep, status, demo and the analyses."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from pipelines.errors import LdwError
+from probe.errors import ProbeError
+from warehouse import WarehouseError
+
+app = typer.Typer(
+    help="Learning-dynamics workbench: per-token surprisal curves over checkpoints, in a DuckDB/Parquet warehouse.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+WarehouseOpt = Annotated[
+    Path, typer.Option("--warehouse", "-w", envvar="LDW_WAREHOUSE", help="Warehouse folder.")
+]
+DEFAULT_WAREHOUSE = Path("ldw-warehouse")
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+@app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="Run folder to write (checkpoints stepN/, train_log.jsonl, run.json).")],
+    corpus: Annotated[str, typer.Option(help="'builtin' (Python's bundled docs) or a .txt/.jsonl/.parquet file.")] = "builtin",
+    seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
+    size: Annotated[str, typer.Option(help="Model size preset: tiny | small | 160m.")] = "tiny",
+    arch: Annotated[str, typer.Option(help="gpt_neox | llama.")] = "gpt_neox",
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1000,
+    save_every: Annotated[int, typer.Option(help="Checkpoint every K steps after the log-spaced start.")] = 100,
+    batch_size: Annotated[int, typer.Option(help="Sequences per step.")] = 16,
+    seq_len: Annotated[int, typer.Option(help="Tokens per sequence.")] = 64,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-3,
+    warmup: Annotated[int, typer.Option(help="Linear warmup steps.")] = 50,
+    tokenizer: Annotated[Optional[Path], typer.Option(help="Tokenizer folder; a BPE one is trained when omitted.")] = None,
+    vocab_size: Annotated[int, typer.Option(help="Vocabulary of the trained BPE tokenizer.")] = 1024,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda (bf16 autocast on CUDA).")] = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Train a small causal LM and save checkpoints on a log-spaced schedule (Pythia-style)."""
+    from pipelines.train import train_run
+    from pipelines.train_config import TrainConfig
+
+    config = TrainConfig(
+        corpus=corpus, seed=seed, size=size, arch=arch, steps=steps, save_every=save_every,
+        batch_size=batch_size, seq_len=seq_len, lr=lr, warmup_steps=warmup,
+        tokenizer=str(tokenizer) if tokenizer else None, vocab_size=vocab_size, device=device,
+    )
+    path = train_run(config, out, progress=not quiet)
+    console.print(f"run saved to [bold]{path}[/bold]; next: ldw ingest {path}")
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Run folders (or folders of run folders).")],
+    warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
+    name: Annotated[Optional[str], typer.Option(help="Run name (one run only); default: the folder name.")] = None,
+    tokenizer: Annotated[Optional[Path], typer.Option(help="Tokenizer folder when the run has none.")] = None,
+    tokens_per_step: Annotated[Optional[int], typer.Option(help="Training tokens per step (e.g. 2097152 for Pythia).")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Register runs: checkpoints (HF Trainer, stepN, save_pretrained folders), tokenizer, training log."""
+    from pipelines.ingest import ingest_paths
+
+    for result in ingest_paths(warehouse, paths, name, tokenizer, tokens_per_step, progress=not quiet):
+        console.print(
+            f"[bold]{result.run_id}[/bold] ({result.kind}) from {result.source}: {result.n_checkpoints} checkpoints, "
+            f"{result.n_new} new or changed, {result.n_duplicates} duplicate weights, {result.n_trace_rows} trace rows"
+        )
+        for warning in result.warnings:
+            err.print(f"[yellow]warning[/yellow] {warning}")
+
+
+@app.command()
+def evalset(
+    warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
+    corpus: Annotated[str, typer.Option(help="'builtin' or a .txt/.jsonl/.parquet file of documents.")] = "builtin",
+    split: Annotated[str, typer.Option(help="all | heldout | train (heldout = the documents the reference trainer left out).")] = "all",
+    seq_len: Annotated[int, typer.Option(help="Tokens per evaluation sequence.")] = 128,
+    sequences: Annotated[Optional[int], typer.Option(help="Sample this many sequences (default: all).")] = None,
+    positions: Annotated[Optional[int], typer.Option(help="Score K sampled positions per sequence (default: every position).")] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    prefix_token_id: Annotated[Optional[int], typer.Option(help="Prepend this token (e.g. BOS) so position 0 is scored too.")] = None,
+    tokenizer: Annotated[Optional[Path], typer.Option(help="Tokenizer folder (default: the first run's).")] = None,
+    replace: Annotated[bool, typer.Option(help="Replace a different existing set (drops its surprisal).")] = False,
+) -> None:
+    """Build the tokens-in-context evaluation set every run is scored on."""
+    from pipelines.evalset import EvalSetConfig, build_eval_set
+
+    config = EvalSetConfig(
+        corpus=corpus, split=split, seq_len=seq_len, n_sequences=sequences, positions_per_sequence=positions,
+        seed=seed, prefix_token_id=prefix_token_id, tokenizer_path=str(tokenizer) if tokenizer else "",
+    )
+    summary = build_eval_set(warehouse, config, replace=replace)
+    state = "built" if summary["written"] else "already present"
+    console.print(f"evaluation set {state}: {summary['sequences']} sequences, {summary['tokens']} tokens scored")
+
+
+@app.command()
+def sweep(
+    warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
+    run: Annotated[Optional[list[str]], typer.Option(help="Only these run ids (repeatable).")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda[:i].")] = "auto",
+    batch_size: Annotated[Optional[int], typer.Option(help="Sequences per forward pass.")] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Score every evaluation token under every pending checkpoint; resumes where it stopped."""
+    from pipelines.sweep import run_sweep
+
+    summary = run_sweep(warehouse, run, device, batch_size, progress=not quiet)
+    rate = summary.tokens / summary.seconds if summary.seconds else 0.0
+    console.print(
+        f"scored {summary.scored} checkpoints ({summary.tokens:,} tokens, {rate:,.0f} tok/s), "
+        f"{summary.skipped} already done, {len(summary.failed)} failed"
+    )
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def status(warehouse: WarehouseOpt = DEFAULT_WAREHOUSE) -> None:
+    """Show runs, checkpoint sweep status (done / pending / failed) and derived tables."""
+    from pipelines.status import print_status
+
+    print_status(warehouse, console)
+
+
+@app.command()
+def demo(
+    warehouse: WarehouseOpt = Path("ldw-demo"),
+    quiet: QuietOpt = False,
+) -> None:
+    """Offline demo: train 3 tiny seeds on Python's bundled docs, sweep, and analyse them."""
+    from pipelines.demo import run_demo
+
+    run_demo(warehouse, console, progress=not quiet)
+
+
+def main() -> None:
+    """Entry point: run the CLI, printing user errors as one line."""
+    try:
+        app()
+    except (LdwError, WarehouseError, ProbeError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(1)

@@ -1,0 +1,61 @@
+"""``ldw demo``: the whole workflow offline on a CPU in a few minutes.
+
+Trains three seeds of a tiny GPT-NeoX on Python's bundled documentation
+(``pydoc_data.topics``, held-out documents kept for evaluation), ingests
+them, builds the evaluation set, sweeps every checkpoint, and prints where
+things are and what to run next. A second run reuses what is there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from pipelines.bpe import train_bpe_tokenizer
+from pipelines.corpus import load_documents, split_documents
+from pipelines.evalset import EvalSetConfig, build_eval_set
+from pipelines.ingest import ingest_paths
+from pipelines.sweep import run_sweep
+from pipelines.train import train_run
+from pipelines.train_config import TrainConfig
+from probe.tokenizing import has_tokenizer
+
+SEEDS = (0, 1, 2)
+DEMO_TRAIN = TrainConfig()
+DEMO_EVAL = EvalSetConfig(corpus="builtin", split="heldout", heldout_fraction=DEMO_TRAIN.eval_fraction, seq_len=64)
+
+
+def run_demo(warehouse: Path, console: Console, progress: bool = True) -> None:
+    """Run (or finish) the demo in ``warehouse``; every stage skips what is already done."""
+    warehouse = Path(warehouse).resolve()
+    runs_dir = warehouse / "runs"
+    tokenizer_dir = runs_dir / "tokenizer"
+    console.rule("[bold]1/4 tokenizer and training")
+    if not has_tokenizer(tokenizer_dir):
+        train_docs, _ = split_documents(load_documents("builtin"), DEMO_TRAIN.eval_fraction, seed=0)
+        train_bpe_tokenizer(train_docs, DEMO_TRAIN.vocab_size, tokenizer_dir)
+    run_dirs = []
+    for seed in SEEDS:
+        config = TrainConfig(**{**DEMO_TRAIN.to_dict(), "seed": seed, "tokenizer": str(tokenizer_dir)})
+        run_dirs.append(train_run(config, runs_dir / f"seed{seed}", progress=progress))
+    console.rule("[bold]2/4 ingest")
+    for result in ingest_paths(warehouse, run_dirs, progress=progress):
+        console.print(f"{result.run_id}: {result.n_checkpoints} checkpoints, {result.n_trace_rows} trace rows")
+    console.rule("[bold]3/4 evaluation set")
+    summary = build_eval_set(warehouse, EvalSetConfig(**{**DEMO_EVAL.__dict__, "tokenizer_path": str(tokenizer_dir)}))
+    console.print(f"{summary['sequences']} held-out sequences, {summary['tokens']:,} tokens in context")
+    console.rule("[bold]4/4 sweep")
+    sweep = run_sweep(warehouse, progress=progress, console=console)
+    console.print(f"scored {sweep.scored} checkpoints, {sweep.skipped} already done, {len(sweep.failed)} failed")
+    _print_next_steps(warehouse, console)
+
+
+def _print_next_steps(warehouse: Path, console: Console) -> None:
+    console.rule("[bold]done")
+    console.print(f"warehouse: [bold]{warehouse}[/bold]  (catalog.duckdb + parquet/)")
+    console.print("next:")
+    console.print(f"  ldw status -w {warehouse}")
+    console.print(f"  ldw app {warehouse}")
+    console.print(f"  duckdb {warehouse / 'catalog.duckdb'} \"SELECT run_id, step, avg(surprisal_bits) "
+                  "FROM surprisal GROUP BY ALL ORDER BY ALL\"", highlight=False)

@@ -1,0 +1,101 @@
+"""Load a causal LM checkpoint from a local folder onto a device."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
+
+from probe.errors import ProbeError
+
+HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                   "pytorch_model.bin.index.json")
+STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+STATE_DICT_PREFIXES = ("module.", "_orig_mod.")
+
+
+def resolve_device(device: str) -> torch.device:
+    """Turn "auto" | "cpu" | "cuda[:i]" into a device ("auto" picks CUDA when present)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ProbeError(f"device '{device}' requested but CUDA is not available")
+    return torch.device(device)
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """bf16 weights on CUDA, float32 on CPU."""
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+def load_causal_lm(
+    path: Path, device: torch.device, dtype: torch.dtype | None = None, trust_remote_code: bool = False
+) -> PreTrainedModel:
+    """Load a checkpoint folder (``save_pretrained`` output or a plain state dict + config).
+
+    Pickled weights are read with ``weights_only=True``; remote code runs only
+    when asked. Any failure is a one-line :class:`ProbeError` naming the folder.
+    """
+    path = Path(path)
+    dtype = dtype or default_dtype(device)
+    if not (path / "config.json").is_file():
+        raise ProbeError(f"{path}: no config.json in checkpoint folder")
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
+        raise ProbeError(f"{path}: cannot read config.json ({_first_line(exc)})") from exc
+    try:
+        if any((path / name).is_file() for name in HF_WEIGHT_FILES):
+            model = AutoModelForCausalLM.from_pretrained(
+                path, dtype=dtype, trust_remote_code=trust_remote_code, attn_implementation="sdpa"
+            )
+        else:
+            model = _from_state_dict(path, config, dtype, trust_remote_code)
+    except ProbeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any loader failure becomes one clear line
+        raise ProbeError(f"{path}: cannot load weights ({_first_line(exc)})") from exc
+    return model.to(device).eval()
+
+
+def _from_state_dict(path: Path, config, dtype: torch.dtype, trust_remote_code: bool) -> PreTrainedModel:
+    files = sorted(p for p in path.iterdir() if p.suffix in STATE_DICT_SUFFIXES and p.is_file())
+    if len(files) != 1:
+        found = ", ".join(p.name for p in files) or "none"
+        raise ProbeError(f"{path}: expected one weights file beside config.json, found {found}")
+    file = files[0]
+    if file.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(file)
+    else:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    state = {_strip_prefix(k): v for k, v in state.items()}
+    model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code,
+                                             attn_implementation="sdpa")
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = set(getattr(model, "_tied_weights_keys", None) or [])
+    missing = [k for k in missing if k not in tied]
+    if missing or unexpected:
+        raise ProbeError(
+            f"{file}: state dict does not match config ({len(missing)} missing keys e.g. "
+            f"{missing[:2]}, {len(unexpected)} unexpected e.g. {unexpected[:2]})"
+        )
+    return model.to(dtype)
+
+
+def _strip_prefix(key: str) -> str:
+    for prefix in STATE_DICT_PREFIXES:
+        if key.startswith(prefix):
+            key = key[len(prefix):]
+    return key
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
