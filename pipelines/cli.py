@@ -153,3 +153,7 @@ def main() -> None:
     except (LdwError, WarehouseError, ProbeError, ValueError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

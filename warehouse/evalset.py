@@ -112,4 +112,4 @@ class EvalSetMixin:
         seqs = self.eval_sequences()
         ids = np.array(seqs["input_ids"].to_list(), dtype=np.int64)
         tokens = self.query("SELECT seq_id, position FROM eval_tokens ORDER BY token_idx")
-        return ids, tokens["seq_id"].to_numpy(), tokens["position"].to_numpy()
+        return ids, tokens["seq_id"].to_numpy().copy(), tokens["position"].to_numpy().copy()
