@@ -128,6 +128,63 @@ def sweep(
 
 
 @app.command()
+def metrics(
+    warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
+    window: Annotated[float, typer.Option(help="Final-surprisal window: the last fraction of training steps.")] = 0.25,
+    sigmoid: Annotated[bool, typer.Option(help="Also fit the sigmoid AoA of Chang & Bergen (2022).")] = False,
+    chunk_tokens: Annotated[int, typer.Option(help="Tokens per chunk (bounds memory).")] = 65_536,
+    quiet: QuietOpt = False,
+) -> None:
+    """Learning-curve metrics per token: final surprisal, variability, GAM-smoothed AoA, forgettability."""
+    from pipelines.metrics import compute_metrics
+
+    summary = compute_metrics(warehouse, window, sigmoid, chunk_tokens, progress=not quiet)
+    console.print(
+        f"metrics for {summary['tokens']:,} tokens x {len(summary['runs'])} runs in {summary['seconds']:.1f} s: "
+        + ", ".join(summary["tables"])
+    )
+    for skipped in summary["skipped_runs"]:
+        err.print(f"[yellow]skipped[/yellow] {skipped}")
+
+
+@app.command()
+def ngrams(
+    warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
+    corpus: Annotated[str, typer.Option(help="Reference corpus: 'builtin' or a .txt/.jsonl/.parquet file (ideally the training data).")] = "builtin",
+    split: Annotated[str, typer.Option(help="all | train | heldout (train = the documents the reference trainer used).")] = "all",
+    heldout_fraction: Annotated[float, typer.Option(help="Held-out fraction used by --split.")] = 0.1,
+    tokenizer: Annotated[Optional[Path], typer.Option(help="Tokenizer folder (default: the evaluation set's).")] = None,
+    max_n: Annotated[int, typer.Option(help="Highest n-gram order.")] = 5,
+    quiet: QuietOpt = False,
+) -> None:
+    """Count 1..5-grams of a reference corpus and store each evaluation token's n-gram predictors."""
+    from pipelines.ngram_stats import compute_ngram_stats
+
+    s = compute_ngram_stats(warehouse, corpus, tokenizer, max_n, progress=not quiet, split=split,
+                            heldout_fraction=heldout_fraction)
+    console.print(
+        f"counted {s['n_tokens_counted']:,} tokens in {s['n_documents']:,} documents; "
+        f"ngram_stats for {s['n_eval_tokens']:,} tokens ({s['total_s']} s)"
+    )
+
+
+export_app = typer.Typer(help="Export analysis tables for papers (CSV + Parquet).", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("ngram-correlations")
+def export_ngram_correlations(
+    out: Annotated[Path, typer.Option(help="Folder to write the CSV and Parquet files into.")],
+    warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
+) -> None:
+    """Pearson/Spearman correlations and OLS fits of every metric against every n-gram predictor."""
+    from pipelines.correlations import export_ngram_correlations as export
+
+    for path in export(warehouse, out):
+        console.print(f"wrote {path}")
+
+
+@app.command()
 def status(warehouse: WarehouseOpt = DEFAULT_WAREHOUSE) -> None:
     """Show runs, checkpoint sweep status (done / pending / failed) and derived tables."""
     from pipelines.status import print_status

@@ -1,0 +1,133 @@
+"""Correlation statistics against scipy / numpy references, and the export files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats
+
+from pipelines.correlations import (
+    association, correlation_table, export_ngram_correlations, ngram_correlations, summary_table,
+)
+from pipelines.errors import LdwError
+from pipelines.ngram_features import PREDICTORS
+from warehouse import Warehouse
+
+
+def reference_ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
+    """Slope, its standard error, intercept and adjusted R^2 from numpy.linalg.lstsq."""
+    design = np.column_stack([np.ones_like(x), x])
+    beta, ssr, *_ = np.linalg.lstsq(design, y, rcond=None)
+    n = len(y)
+    sigma2 = ssr[0] / (n - 2)
+    cov = sigma2 * np.linalg.inv(design.T @ design)
+    r2 = 1 - ssr[0] / np.sum((y - y.mean()) ** 2)
+    return beta[1], np.sqrt(cov[1, 1]), beta[0], 1 - (1 - r2) * (n - 1) / (n - 2)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_association_matches_scipy_and_lstsq(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.normal(size=400), 1)  # rounding makes ties for Spearman
+    y = 0.3 * x + rng.standard_t(4, size=400)
+    x[5], y[9], y[10] = np.nan, np.inf, np.nan
+    keep = np.isfinite(x) & np.isfinite(y)
+    got = association(x, y)
+    pearson = stats.pearsonr(x[keep], y[keep])
+    spearman = stats.spearmanr(x[keep], y[keep])
+    coef, se, intercept, adj_r2 = reference_ols(x[keep], y[keep])
+    assert got["n"] == keep.sum() == 397
+    assert got["pearson_r"] == pytest.approx(pearson.statistic, rel=1e-12)
+    assert got["pearson_p"] == pytest.approx(pearson.pvalue, rel=1e-8)
+    assert got["spearman_rho"] == pytest.approx(spearman.statistic, rel=1e-12)
+    assert got["spearman_p"] == pytest.approx(spearman.pvalue, rel=1e-8)
+    assert got["ols_coef"] == pytest.approx(coef, rel=1e-10)
+    assert got["ols_se"] == pytest.approx(se, rel=1e-10)
+    assert got["ols_intercept"] == pytest.approx(intercept, rel=1e-10, abs=1e-12)
+    assert got["ols_adj_r2"] == pytest.approx(adj_r2, rel=1e-10)
+    assert got["ols_se"] == pytest.approx(stats.linregress(x[keep], y[keep]).stderr, rel=1e-10)
+
+
+def test_association_is_nan_for_constant_or_tiny_inputs() -> None:
+    assert np.isnan(association(np.ones(10), np.arange(10.0))["pearson_r"])
+    tiny = association(np.array([1.0, 2.0, np.nan]), np.array([1.0, 3.0, 2.0]))
+    assert tiny["n"] == 2 and np.isnan(tiny["spearman_rho"])
+
+
+def synthetic_tables(n: int = 300, runs: tuple[str, ...] = ("seed0", "seed1")):
+    rng = np.random.default_rng(7)
+    freq = rng.normal(size=n)
+    ngram = pl.DataFrame({"token_idx": np.arange(n), **{p: rng.normal(size=n) for p in PREDICTORS}})
+    context = np.where(np.arange(n) % 10 == 0, np.nan, rng.normal(size=n))  # NaN like position 0
+    ngram = ngram.with_columns(pl.Series("log2_unigram_freq", freq), pl.Series("context_logprob", context))
+    token_metrics = pl.concat([
+        pl.DataFrame({
+            "run_id": run, "token_idx": np.arange(n),
+            "final_surprisal": -freq + rng.normal(size=n), "within_run_var": rng.normal(size=n),
+            "aoa_log10_step": -0.5 * freq + rng.normal(size=n), "forgettability": rng.normal(size=n),
+            "gam_lambda": np.ones(n),
+        })
+        for run in runs
+    ])
+    crossrun = pl.DataFrame({"token_idx": np.arange(n), "crossrun_var": rng.normal(size=n) ** 2,
+                             "n_runs": np.full(n, len(runs))})
+    return token_metrics, crossrun, ngram
+
+
+def test_correlation_table_per_run_average_and_crossrun() -> None:
+    token_metrics, crossrun, ngram = synthetic_tables()
+    table = correlation_table(token_metrics, crossrun, ngram)
+    per_run = table.filter(pl.col("scope") == "run")
+    assert per_run.height == 2 * 4 * len(PREDICTORS)
+    assert "gam_lambda" not in table["metric"].to_list()
+    row = per_run.filter((pl.col("run_id") == "seed1") & (pl.col("metric") == "aoa_log10_step")
+                         & (pl.col("predictor") == "context_logprob")).row(0, named=True)
+    run = token_metrics.filter(pl.col("run_id") == "seed1")
+    x, y = ngram["context_logprob"].to_numpy(), run["aoa_log10_step"].to_numpy()
+    keep = np.isfinite(x)
+    assert row["n"] == 270
+    assert row["spearman_rho"] == pytest.approx(stats.spearmanr(x[keep], y[keep]).statistic, rel=1e-12)
+    mean = table.filter((pl.col("scope") == "mean_over_runs") & (pl.col("metric") == "final_surprisal")
+                        & (pl.col("predictor") == "log2_unigram_freq")).row(0, named=True)
+    both = per_run.filter((pl.col("metric") == "final_surprisal") & (pl.col("predictor") == "log2_unigram_freq"))
+    assert mean["spearman_rho"] == pytest.approx(both["spearman_rho"].mean())
+    assert mean["n_runs"] == 2 and mean["spearman_p"] is None
+    cross = table.filter(pl.col("scope") == "crossrun")
+    assert cross["metric"].unique().to_list() == ["crossrun_var"] and cross.height == len(PREDICTORS)
+
+
+def test_summary_table_reports_frequency_effects() -> None:
+    summary = summary_table(correlation_table(*synthetic_tables()))
+    assert summary["metric"].to_list() == [
+        "final_surprisal", "within_run_var", "aoa_log10_step", "forgettability", "crossrun_var"
+    ]
+    assert set(summary["expected"].to_list()) == {"-"}
+    rho = dict(zip(summary["metric"], summary["spearman_rho"]))
+    assert rho["final_surprisal"] < -0.4 and rho["aoa_log10_step"] < -0.2
+
+
+def test_export_writes_correlations_and_token_features(ingested_warehouse: Path, tmp_path: Path) -> None:
+    wh = Warehouse.open(ingested_warehouse)
+    n = wh.token_count()
+    token_metrics, crossrun, ngram = synthetic_tables(n)
+    with pytest.raises(LdwError, match="no token_metrics table"):
+        export_ngram_correlations(ingested_warehouse, tmp_path / "out")
+    wh.write_derived("token_metrics", token_metrics, {})
+    wh.write_derived("crossrun_metrics", crossrun, {})
+    wh.write_derived("ngram_stats", ngram, {})
+    paths = export_ngram_correlations(ingested_warehouse, tmp_path / "out")
+    assert [p.name for p in paths] == [
+        "ngram_correlations.csv", "ngram_correlations.parquet", "token_features.csv", "token_features.parquet"
+    ]
+    exported = pl.read_parquet(paths[1])
+    assert exported.equals(ngram_correlations(ingested_warehouse))
+    assert pl.read_csv(paths[0]).height == exported.height
+    features = pl.read_parquet(paths[3])
+    assert features.height == 2 * n
+    assert {"run_id", "token_text", "final_surprisal", "crossrun_var", *PREDICTORS} <= set(features.columns)
+    first = features.filter(pl.col("run_id") == "seed0").sort("token_idx")
+    assert first["token_id"].to_list() == wh.eval_tokens()["token_id"].to_list()
+    assert np.allclose(first["log2_unigram_freq"].to_numpy(), ngram["log2_unigram_freq"].to_numpy())
