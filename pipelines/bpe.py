@@ -7,6 +7,8 @@ from pathlib import Path
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
+from pipelines.errors import LdwError
+
 EOS_TOKEN = "<|endoftext|>"
 MIN_VOCAB_SIZE = 257  # 256 byte symbols + the end-of-text token
 
@@ -18,9 +20,9 @@ def train_bpe_tokenizer(docs: list[str], vocab_size: int, out_dir: Path) -> PreT
     the same documents and vocab size give the same vocabulary and merges.
     """
     if vocab_size < MIN_VOCAB_SIZE:
-        raise ValueError(f"vocab_size must be at least {MIN_VOCAB_SIZE} for byte-level BPE, got {vocab_size}")
+        raise LdwError(f"vocab_size must be at least {MIN_VOCAB_SIZE} for byte-level BPE, got {vocab_size}")
     if not any(doc.strip() for doc in docs):
-        raise ValueError("cannot train a tokenizer on an empty corpus")
+        raise LdwError("cannot train a tokenizer on an empty corpus")
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()

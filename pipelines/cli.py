@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from pipelines.errors import LdwError
+from pipelines.train_config import TrainConfig
 from probe.errors import ProbeError
 from warehouse import WarehouseError
 
@@ -36,20 +37,19 @@ def train(
     seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
     size: Annotated[str, typer.Option(help="Model size preset: tiny | small | 160m.")] = "tiny",
     arch: Annotated[str, typer.Option(help="gpt_neox | llama.")] = "gpt_neox",
-    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1000,
-    save_every: Annotated[int, typer.Option(help="Checkpoint every K steps after the log-spaced start.")] = 100,
-    batch_size: Annotated[int, typer.Option(help="Sequences per step.")] = 16,
-    seq_len: Annotated[int, typer.Option(help="Tokens per sequence.")] = 64,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-3,
-    warmup: Annotated[int, typer.Option(help="Linear warmup steps.")] = 50,
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = TrainConfig.steps,
+    save_every: Annotated[int, typer.Option(help="Checkpoint every K steps after the log-spaced start.")] = TrainConfig.save_every,
+    batch_size: Annotated[int, typer.Option(help="Sequences per step.")] = TrainConfig.batch_size,
+    seq_len: Annotated[int, typer.Option(help="Tokens per sequence.")] = TrainConfig.seq_len,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (1e-2 suits tiny, about 6e-4 suits 160m).")] = TrainConfig.lr,
+    warmup: Annotated[int, typer.Option(help="Linear warmup steps.")] = TrainConfig.warmup_steps,
     tokenizer: Annotated[Optional[Path], typer.Option(help="Tokenizer folder; a BPE one is trained when omitted.")] = None,
-    vocab_size: Annotated[int, typer.Option(help="Vocabulary of the trained BPE tokenizer.")] = 1024,
+    vocab_size: Annotated[int, typer.Option(help="Vocabulary of the trained BPE tokenizer.")] = TrainConfig.vocab_size,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda (bf16 autocast on CUDA).")] = "auto",
     quiet: QuietOpt = False,
 ) -> None:
     """Train a small causal LM and save checkpoints on a log-spaced schedule (Pythia-style)."""
     from pipelines.train import train_run
-    from pipelines.train_config import TrainConfig
 
     config = TrainConfig(
         corpus=corpus, seed=seed, size=size, arch=arch, steps=steps, save_every=save_every,
@@ -207,7 +207,7 @@ def main() -> None:
     """Entry point: run the CLI, printing user errors as one line."""
     try:
         app()
-    except (LdwError, WarehouseError, ProbeError, ValueError) as exc:
+    except (LdwError, WarehouseError, ProbeError) as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(1)
 

@@ -8,13 +8,15 @@ import random
 import re
 from pathlib import Path
 
+from pipelines.errors import LdwError
+
 BUILTIN = "builtin"
 SPLIT_SEED = 0  # every training seed shares the split made with this seed
 
 _BLANK_LINES = re.compile(r"\n[ \t]*\n")
 
 
-class CorpusError(ValueError):
+class CorpusError(LdwError, ValueError):
     """A corpus could not be read; the message names the file and the problem."""
 
 
@@ -34,11 +36,11 @@ def _require_file(path: Path) -> None:
 
 
 def _decode_utf8(path: Path) -> str:
-    """Read ``path`` as UTF-8, naming the first bad byte offset on failure."""
+    """Read ``path`` as UTF-8 (a leading byte-order mark is dropped), naming the first bad byte offset on failure."""
     _require_file(path)
     data = path.read_bytes()
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as err:
         raise CorpusError(
             f"{path}: not valid UTF-8 (byte 0x{data[err.start]:02x} at byte offset {err.start})"
@@ -138,3 +140,14 @@ def split_documents(docs: list[str], eval_fraction: float, seed: int) -> tuple[l
     train = [doc for i, doc in enumerate(docs) if i not in held_out]
     evaluation = [doc for i, doc in enumerate(docs) if i in held_out]
     return train, evaluation
+
+
+def corpus_documents(spec: str, split: str = "all", heldout_fraction: float = 0.1) -> list[str]:
+    """Documents of a corpus spec, or its train / heldout part as the reference trainer splits it."""
+    docs = load_documents(spec)
+    if split == "all":
+        return docs
+    if split not in ("train", "heldout"):
+        raise CorpusError(f"--split must be all, train or heldout, not '{split}'")
+    train, heldout = split_documents(docs, heldout_fraction, SPLIT_SEED)
+    return train if split == "train" else heldout

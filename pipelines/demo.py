@@ -2,8 +2,9 @@
 
 Trains three seeds of a tiny GPT-NeoX on Python's bundled documentation
 (``pydoc_data.topics``, held-out documents kept for evaluation), ingests
-them, builds the evaluation set, sweeps every checkpoint, and prints where
-things are and what to run next. A second run reuses what is there.
+them, builds the evaluation set, sweeps every checkpoint, computes the
+learning-curve metrics and the n-gram statistics of the training documents,
+and prints a first result and what to run next. A second run reuses what is there.
 """
 
 from __future__ import annotations
@@ -11,11 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.table import Table
 
 from pipelines.bpe import train_bpe_tokenizer
-from pipelines.corpus import load_documents, split_documents
+from pipelines.corpus import corpus_documents
+from pipelines.correlations import ngram_correlations, summary_table
 from pipelines.evalset import EvalSetConfig, build_eval_set
 from pipelines.ingest import ingest_paths
+from pipelines.metrics import compute_metrics
+from pipelines.ngram_stats import compute_ngram_stats
 from pipelines.sweep import run_sweep
 from pipelines.train import train_run
 from pipelines.train_config import TrainConfig
@@ -31,24 +36,42 @@ def run_demo(warehouse: Path, console: Console, progress: bool = True) -> None:
     warehouse = Path(warehouse).resolve()
     runs_dir = warehouse / "runs"
     tokenizer_dir = runs_dir / "tokenizer"
-    console.rule("[bold]1/4 tokenizer and training")
+    console.rule("[bold]1/6 tokenizer and training")
     if not has_tokenizer(tokenizer_dir):
-        train_docs, _ = split_documents(load_documents("builtin"), DEMO_TRAIN.eval_fraction, seed=0)
+        train_docs = corpus_documents("builtin", "train", DEMO_TRAIN.eval_fraction)
         train_bpe_tokenizer(train_docs, DEMO_TRAIN.vocab_size, tokenizer_dir)
     run_dirs = []
     for seed in SEEDS:
         config = TrainConfig(**{**DEMO_TRAIN.to_dict(), "seed": seed, "tokenizer": str(tokenizer_dir)})
         run_dirs.append(train_run(config, runs_dir / f"seed{seed}", progress=progress))
-    console.rule("[bold]2/4 ingest")
+    console.rule("[bold]2/6 ingest")
     for result in ingest_paths(warehouse, run_dirs, progress=progress):
         console.print(f"{result.run_id}: {result.n_checkpoints} checkpoints, {result.n_trace_rows} trace rows")
-    console.rule("[bold]3/4 evaluation set")
+    console.rule("[bold]3/6 evaluation set")
     summary = build_eval_set(warehouse, EvalSetConfig(**{**DEMO_EVAL.__dict__, "tokenizer_path": str(tokenizer_dir)}))
     console.print(f"{summary['sequences']} held-out sequences, {summary['tokens']:,} tokens in context")
-    console.rule("[bold]4/4 sweep")
+    console.rule("[bold]4/6 sweep")
     sweep = run_sweep(warehouse, progress=progress, console=console)
     console.print(f"scored {sweep.scored} checkpoints, {sweep.skipped} already done, {len(sweep.failed)} failed")
+    console.rule("[bold]5/6 learning-curve metrics")
+    metrics = compute_metrics(warehouse, progress=progress)
+    console.print(f"metrics for {metrics['tokens']:,} tokens x {len(metrics['runs'])} runs")
+    console.rule("[bold]6/6 n-gram statistics of the training documents")
+    compute_ngram_stats(warehouse, "builtin", progress=progress, split="train",
+                        heldout_fraction=DEMO_TRAIN.eval_fraction)
+    _print_summary(warehouse, console)
     _print_next_steps(warehouse, console)
+
+
+def _print_summary(warehouse: Path, console: Console) -> None:
+    summary = summary_table(ngram_correlations(warehouse))
+    table = Table(title="log2 unigram frequency vs each metric (mean over runs)")
+    for column in ("metric", "spearman_rho", "pearson_r", "expected", "n"):
+        table.add_column(column)
+    for row in summary.iter_rows(named=True):
+        table.add_row(row["metric"], f"{row['spearman_rho']:+.3f}", f"{row['pearson_r']:+.3f}",
+                      row["expected"] or "", str(row["n"]))
+    console.print(table)
 
 
 def _print_next_steps(warehouse: Path, console: Console) -> None:

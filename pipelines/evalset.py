@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipelines.corpus import load_documents, split_documents
+from pipelines.corpus import corpus_documents
 from pipelines.errors import LdwError
 from probe.tokenizing import load_tokenizer, tokenizer_fingerprint
 from warehouse import Warehouse
@@ -46,7 +46,7 @@ def build_eval_set(warehouse: Path, config: EvalSetConfig, replace: bool = False
     tok_path = _tokenizer_path(wh, config)
     config = EvalSetConfig(**{**asdict(config), "tokenizer_path": str(tok_path)})
     tokenizer = load_tokenizer(tok_path)
-    docs = _documents(config)
+    docs = corpus_documents(config.corpus, config.split, config.heldout_fraction)
     stream = _token_stream(tokenizer, docs)
     if len(stream) < config.seq_len:
         raise LdwError(
@@ -86,18 +86,6 @@ def _tokenizer_path(wh: Warehouse, config: EvalSetConfig) -> Path:
     if runs.height == 0:
         raise LdwError(f"{wh.root}: no runs ingested and no --tokenizer given; run `ldw ingest` first")
     return Path(runs["tokenizer_path"][0])
-
-
-def _documents(config: EvalSetConfig) -> list[str]:
-    docs = load_documents(config.corpus)
-    if config.split == "all":
-        return docs
-    train, heldout = split_documents(docs, config.heldout_fraction, seed=0)
-    if config.split == "heldout":
-        return heldout
-    if config.split == "train":
-        return train
-    raise LdwError(f"--split must be all, heldout or train, not '{config.split}'")
 
 
 def _token_stream(tokenizer, docs: list[str]) -> np.ndarray:

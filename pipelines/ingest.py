@@ -70,7 +70,7 @@ def _ingest_run(
     wh: Warehouse, run: FoundRun, name: str | None, tokenizer: Path | None,
     tokens_per_step: int | None, progress: bool,
 ) -> IngestResult:
-    run_name = name or run.metadata.get("name") or run.root.name
+    run_name = name or run.root.name
     run_id = slugify(run_name)
     tok_path = Path(tokenizer).resolve() if tokenizer else find_tokenizer(run)
     fingerprint = tokenizer_fingerprint(load_tokenizer(tok_path))

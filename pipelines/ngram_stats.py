@@ -16,7 +16,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pipelines.corpus import SPLIT_SEED, load_documents, split_documents
+from pipelines.corpus import corpus_documents
 from pipelines.errors import LdwError
 from pipelines.ngram_counts import DEFAULT_CHUNK_TOKENS, NgramCounter
 from pipelines.ngram_features import TABLE, ngram_features
@@ -73,17 +73,6 @@ def _reference_tokenizer(wh: Warehouse, tokenizer_path: Path | None) -> tuple[An
     return tokenizer, path
 
 
-def reference_documents(corpus: str, split: str = "all", heldout_fraction: float = 0.1) -> list[str]:
-    """Documents of a corpus spec, or its train / heldout part as the reference trainer splits it."""
-    docs = load_documents(corpus)
-    if split == "all":
-        return docs
-    train, heldout = split_documents(docs, heldout_fraction, SPLIT_SEED)
-    if split in ("train", "heldout"):
-        return train if split == "train" else heldout
-    raise LdwError(f"--split must be all, train or heldout, not '{split}'")
-
-
 def compute_ngram_stats(
     warehouse_path: Path,
     corpus: str,
@@ -106,7 +95,7 @@ def compute_ngram_stats(
     wh = Warehouse.open(Path(warehouse_path))
     tokenizer, tok_path = _reference_tokenizer(wh, tokenizer_path)
     sequences, seq_index, position, token_idx = _eval_inputs(wh)
-    docs = reference_documents(corpus, split, heldout_fraction)
+    docs = corpus_documents(corpus, split, heldout_fraction)
     vocab_size = max(len(tokenizer), wh.vocab_size())
     counter = NgramCounter(vocab_size, max_n, chunk_tokens)
     counter.update(_tokenized_documents(tokenizer, docs, progress))

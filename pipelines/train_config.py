@@ -9,6 +9,8 @@ from typing import Any
 
 from transformers import GPTNeoXConfig, LlamaConfig, PretrainedConfig
 
+from pipelines.errors import LdwError
+
 ARCHS = ("gpt_neox", "llama")
 DEVICES = ("auto", "cpu", "cuda")
 MIN_LR_RATIO = 0.1  # cosine decay ends at 10% of the peak learning rate
@@ -21,7 +23,7 @@ SIZE_PRESETS: dict[str, dict[str, int]] = {
 }
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(LdwError, ValueError):
     """A training configuration or run folder is invalid; the message says which and why."""
 
 
@@ -34,14 +36,14 @@ class TrainConfig:
     size: str = "tiny"
     arch: str = "gpt_neox"
     steps: int = 1000
-    batch_size: int = 16
+    batch_size: int = 8
     seq_len: int = 64
-    lr: float = 3e-3
+    lr: float = 1e-2
     warmup_steps: int = 50
     save_every: int = 100
     eval_fraction: float = 0.1
     tokenizer: str | None = None
-    vocab_size: int = 1024
+    vocab_size: int = 512
     device: str = "auto"
     weight_decay: float = 0.1
     grad_clip: float = 1.0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
+from transformers.utils import logging as hf_logging
 
 from probe.errors import ProbeError
 
@@ -46,6 +47,7 @@ def load_causal_lm(
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
         raise ProbeError(f"{path}: cannot read config.json ({_first_line(exc)})") from exc
+    hf_logging.disable_progress_bar()  # the sweep draws its own progress
     try:
         if any((path / name).is_file() for name in HF_WEIGHT_FILES):
             model = AutoModelForCausalLM.from_pretrained(
@@ -79,7 +81,7 @@ def _from_state_dict(path: Path, config, dtype: torch.dtype, trust_remote_code: 
     model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code,
                                              attn_implementation="sdpa")
     missing, unexpected = model.load_state_dict(state, strict=False)
-    tied = set(getattr(model, "_tied_weights_keys", None) or [])
+    tied = set(getattr(model, "_tied_weights_keys", None) or [])  # a list or a {target: source} dict
     missing = [k for k in missing if k not in tied]
     if missing or unexpected:
         raise ProbeError(
