@@ -112,12 +112,14 @@ def sweep(
     run: Annotated[Optional[list[str]], typer.Option(help="Only these run ids (repeatable).")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:i].")] = "auto",
     batch_size: Annotated[Optional[int], typer.Option(help="Sequences per forward pass.")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="I/N: only every N-th checkpoint from the I-th (0-based), "
+                                                      "e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT.")] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Score every evaluation token under every pending checkpoint; resumes where it stopped."""
     from pipelines.sweep import run_sweep
 
-    summary = run_sweep(warehouse, run, device, batch_size, progress=not quiet)
+    summary = run_sweep(warehouse, run, device, batch_size, progress=not quiet, shard=_parse_shard(shard))
     rate = summary.tokens / summary.seconds if summary.seconds else 0.0
     console.print(
         f"scored {summary.scored} checkpoints ({summary.tokens:,} tokens, {rate:,.0f} tok/s), "
@@ -184,12 +186,36 @@ def export_ngram_correlations(
         console.print(f"wrote {path}")
 
 
+def _parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise LdwError(f"--shard must look like I/N (e.g. 0/4), not '{text}'") from None
+    return index, count
+
+
 @app.command()
 def status(warehouse: WarehouseOpt = DEFAULT_WAREHOUSE) -> None:
     """Show runs, checkpoint sweep status (done / pending / failed) and derived tables."""
     from pipelines.status import print_status
 
     print_status(warehouse, console)
+
+
+@app.command()
+def doctor(warehouse: Annotated[Path, typer.Argument(help="Warehouse folder to verify.")] = DEFAULT_WAREHOUSE) -> None:
+    """Verify a warehouse: every cataloged file exists, row counts match, schemas match their version."""
+    from warehouse import Warehouse
+    from warehouse.doctor import check_warehouse
+
+    problems = check_warehouse(Warehouse.open(warehouse))
+    for problem in problems:
+        err.print(f"[red]problem[/red] {problem}", highlight=False)
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"{Path(warehouse).resolve()}: sound")
 
 
 @app.command()

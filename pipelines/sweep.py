@@ -65,8 +65,15 @@ def run_sweep(
     batch_size: int | None = None,
     progress: bool = True,
     console: Console | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> SweepSummary:
-    """Score every pending checkpoint of the chosen runs (all runs by default)."""
+    """Score every pending checkpoint of the chosen runs (all runs by default).
+
+    ``shard=(i, n)`` takes only every n-th checkpoint (in run, step order)
+    starting at i, so n processes (e.g. a Slurm job array) split one sweep.
+    """
+    if shard is not None and not 0 <= shard[0] < shard[1]:
+        raise LdwError(f"--shard {shard[0]}/{shard[1]}: need 0 <= i < n")
     console = console or Console(stderr=True, quiet=not progress)
     wh = Warehouse.open(warehouse)
     config = wh.require_eval_config()
@@ -91,17 +98,29 @@ def run_sweep(
     wh.record_sweep(sweep_id, scoring_settings(dev, batch, config))
     summary = SweepSummary()
     started = time.perf_counter()
+    mine = _shard_members(wh, shard)
     for run_id in chosen:
-        _sweep_run(wh, run_id, plan, dev, batch, sweep_id, summary, progress, console)
+        _sweep_run(wh, run_id, plan, dev, batch, sweep_id, summary, progress, console, mine)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _shard_members(wh: Warehouse, shard: tuple[int, int] | None) -> set[tuple[str, int]] | None:
+    if shard is None:
+        return None
+    index, count = shard
+    every = wh.query("SELECT run_id, step FROM checkpoints ORDER BY run_id, step").rows()
+    return {key for k, key in enumerate(every) if k % count == index}
 
 
 def _sweep_run(
     wh: Warehouse, run_id: str, plan: EvalBatchPlan, device: torch.device, batch: int,
     sweep_id: str, summary: SweepSummary, progress: bool, console: Console,
+    mine: set[tuple[str, int]] | None,
 ) -> None:
     checkpoints = wh.checkpoints(run_id)
+    if mine is not None:
+        checkpoints = checkpoints.filter([(run_id, s) in mine for s in checkpoints["step"]])
     pending = checkpoints.filter(checkpoints["status"] != "done")
     summary.skipped += checkpoints.height - pending.height
     if pending.height == 0:

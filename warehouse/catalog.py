@@ -152,14 +152,17 @@ class CatalogCore:
             self._create_views(con)
 
     def _create_views(self, con: duckdb.DuckDBPyConnection) -> None:
-        for name, pattern in TABLE_GLOBS.items():
-            con.execute(self._view_sql(name, pattern, EMPTY_SCHEMAS[name]))
+        views = {name: self._view_sql(name, pattern, EMPTY_SCHEMAS[name]) for name, pattern in TABLE_GLOBS.items()}
         for (name,) in con.execute("SELECT table_name FROM derived_tables").fetchall():
             pattern = f"derived/{name}/*.parquet"
-            if any(self.parquet_dir.glob(pattern)):
-                con.execute(self._view_sql(name, pattern, None))
-            else:
-                con.execute(f'DROP VIEW IF EXISTS "{name}"')
+            has_files = any(self.parquet_dir.glob(pattern))
+            views[name] = self._view_sql(name, pattern, None) if has_files else f'DROP VIEW IF EXISTS "{name}"'
+        for sql in views.values():
+            try:
+                con.execute(sql)
+            except duckdb.Error:
+                # A damaged file must not lock users out: keep the previous view; `ldw doctor` names the file.
+                continue
 
     def _view_sql(self, name: str, pattern: str, schema: Any) -> str:
         if any(self.parquet_dir.glob(pattern)):

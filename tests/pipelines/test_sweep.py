@@ -83,3 +83,35 @@ def test_killed_sweep_resumes_to_exactly_the_uninterrupted_rows(ingested_warehou
     assert got.height == want.height == total * wh.token_count()
     assert got.select("run_id", "step", "token_idx").is_duplicated().sum() == 0
     assert got.equals(want)
+
+
+def test_shards_split_the_sweep_without_overlap(ingested_warehouse: Path) -> None:
+    first = run_sweep(ingested_warehouse, device="cpu", progress=False, shard=(0, 2))
+    wh = Warehouse.open(ingested_warehouse)
+    total = wh.checkpoints().height
+    assert first.scored == (total + 1) // 2
+    second = run_sweep(ingested_warehouse, device="cpu", progress=False, shard=(1, 2))
+    assert first.scored + second.scored == total and second.skipped == 0
+    assert wh.checkpoints().filter(status="done").height == total
+    with pytest.raises(LdwError, match="shard"):
+        run_sweep(ingested_warehouse, device="cpu", progress=False, shard=(2, 2))
+
+
+def test_doctor_finds_missing_truncated_and_stray_files(ingested_warehouse: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    run_sweep(ingested_warehouse, device="cpu", progress=False)
+    runner = CliRunner()
+    assert runner.invoke(app, ["doctor", str(ingested_warehouse)]).exit_code == 0
+    wh = Warehouse.open(ingested_warehouse)
+    files = wh.checkpoints()["surprisal_file"].to_list()
+    Path(files[0]).unlink()
+    Path(files[1]).write_bytes(Path(files[1]).read_bytes()[:100])
+    stray = Path(files[2]).with_name("step-999999999999.parquet")
+    stray.write_bytes(Path(files[2]).read_bytes())
+    result = runner.invoke(app, ["doctor", str(ingested_warehouse)])
+    assert result.exit_code == 1
+    text = result.output.replace("\n", " ")
+    assert "missing" in text and "unreadable Parquet" in text and "not cataloged" in text
