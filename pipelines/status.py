@@ -14,17 +14,16 @@ def print_status(warehouse: Path, console: Console) -> None:
     """Print runs with checkpoint counts by status, failures, the eval set and derived tables."""
     wh = Warehouse.open(warehouse)
     counts = wh.query(
-        "SELECT r.run_id, r.source_kind, r.arch, "
-        "count(c.step) AS checkpoints, "
+        "SELECT r.run_id AS run, r.source_kind AS kind, count(c.step) AS ckpts, "
         "count(*) FILTER (WHERE c.status = 'done') AS done, "
         "count(*) FILTER (WHERE c.status = 'pending') AS pending, "
         "count(*) FILTER (WHERE c.status = 'failed') AS failed, "
-        "count(c.duplicate_of) AS duplicates, min(c.step) AS first_step, max(c.step) AS last_step "
+        "count(c.duplicate_of) AS dup, concat(min(c.step), '-', max(c.step)) AS steps "
         "FROM runs r LEFT JOIN checkpoints c USING (run_id) GROUP BY ALL ORDER BY r.run_id"
     )
     table = Table(title=f"warehouse {wh.root}")
     for column in counts.columns:
-        table.add_column(column)
+        table.add_column(column, no_wrap=True)
     for row in counts.iter_rows():
         table.add_row(*["" if v is None else str(v) for v in row])
     console.print(table)
