@@ -12,6 +12,7 @@ from pydoc_data.topics import topics
 from pipelines.corpus import (
     CorpusError,
     builtin_documents,
+    corpus_documents,
     load_documents,
     read_documents,
     split_documents,
@@ -134,3 +135,14 @@ def test_split_edge_cases():
     assert split_documents(["only"], 0.5, seed=0) == (["only"], [])
     with pytest.raises(CorpusError, match="eval_fraction"):
         split_documents(docs, 1.0, seed=0)
+
+
+def test_corpus_documents_split_like_the_trainer() -> None:
+    docs = load_documents("builtin")
+    train = corpus_documents("builtin", "train", 0.2)
+    heldout = corpus_documents("builtin", "heldout", 0.2)
+    assert len(heldout) == round(0.2 * len(docs))
+    assert sorted(train + heldout) == sorted(docs)
+    assert corpus_documents("builtin") == docs
+    with pytest.raises(CorpusError, match="--split must be all, train or heldout"):
+        corpus_documents("builtin", "dev")

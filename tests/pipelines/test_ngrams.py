@@ -16,7 +16,7 @@ from pipelines.corpus import load_documents
 from pipelines.errors import LdwError
 from pipelines.ngram_counts import NgramCounter, count_ngrams
 from pipelines.ngram_features import ngram_features
-from pipelines.ngram_stats import compute_ngram_stats, reference_documents
+from pipelines.ngram_stats import compute_ngram_stats
 from probe.tokenizing import load_tokenizer
 from warehouse import Warehouse
 
@@ -202,13 +202,3 @@ def test_a_different_tokenizer_is_refused(ingested_warehouse: Path, tmp_path: Pa
     train_bpe_tokenizer(load_documents("builtin")[:20], 300, tmp_path / "other")
     with pytest.raises(LdwError, match="differs from the one the evaluation set was built with"):
         compute_ngram_stats(ingested_warehouse, "builtin", tokenizer_path=tmp_path / "other", progress=False)
-
-
-def test_reference_documents_split_like_the_trainer() -> None:
-    docs = load_documents("builtin")
-    train = reference_documents("builtin", "train", 0.2)
-    heldout = reference_documents("builtin", "heldout", 0.2)
-    assert len(heldout) == round(0.2 * len(docs))
-    assert sorted(train + heldout) == sorted(docs)
-    with pytest.raises(LdwError, match="--split must be all, train or heldout"):
-        reference_documents("builtin", "dev")
