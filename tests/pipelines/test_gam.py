@@ -1,0 +1,145 @@
+"""The vectorized GAM smoother against pyGAM's LinearGAM gridsearch, curve by curve.
+
+Tolerance: the same model is solved two ways (pyGAM: QR + SVD per curve;
+here: one inverse per lambda, shared by all curves), so fitted values and GCV
+scores agree to float64 round-off (asserted: 1e-9 bits, 1e-9 relative); the
+chosen lambda is identical unless two GCV scores tie within 1e-9 (relative).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pygam import LinearGAM, s
+
+from pipelines.errors import LdwError
+from pipelines.gam import DEFAULT_LAMS, RIDGE, build_smoother, difference_penalty, evaluate, fit_curves, gcv_scores
+
+CHANCE = float(np.log2(50_000))
+
+
+def chang_steps(n_checkpoints: int = 222, max_step: int = 1_000_000) -> np.ndarray:
+    """Step 0 plus ``n - 1`` log-spaced integer steps up to ``max_step`` (strictly increasing)."""
+    raw = np.round(np.geomspace(1, max_step, n_checkpoints - 1)).astype(np.int64)
+    for i in range(1, len(raw)):
+        raw[i] = max(raw[i], raw[i - 1] + 1)
+    return np.r_[0, raw]
+
+
+def synthetic_curves(steps: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Realistic surprisal curves [n, C] in bits: sigmoid descents, forgetting bumps, flat ones."""
+    rng = np.random.default_rng(seed)
+    x = np.log10(np.maximum(steps, 1)).astype(np.float64)
+    kind = np.arange(n) % 4
+    start = rng.uniform(CHANCE - 1.5, CHANCE + 0.5, n)
+    end = rng.uniform(0.5, 9.0, n)
+    xmid = rng.uniform(0.8, 5.0, n)
+    scale = rng.uniform(0.1, 0.8, n)
+    curves = end[:, None] + (start - end)[:, None] / (1.0 + np.exp((x[None] - xmid[:, None]) / scale[:, None]))
+    bump = rng.uniform(1.0, 4.0, n)[:, None] * np.exp(-0.5 * ((x[None] - rng.uniform(3, 5.5, n)[:, None]) / 0.3) ** 2)
+    curves[kind == 1] += bump[kind == 1]
+    curves[kind == 2] = rng.uniform(3.0, 14.0, (kind == 2).sum())[:, None]
+    noise = rng.uniform(0.1, 1.5, n)[:, None] * rng.standard_normal((n, len(steps)))
+    return np.clip(curves + noise, 0.0, None).astype(np.float32)
+
+
+def pygam_reference(x: np.ndarray, y: np.ndarray) -> tuple[LinearGAM, np.ndarray]:
+    """pyGAM's gridsearch as in Chang et al.'s code, and its GCV score per lambda."""
+    gam = LinearGAM(s(0, n_splines=25))
+    scores = gam.gridsearch(x[:, None], y, lam=np.logspace(-3, 3, 11), progress=False, return_scores=True)
+    return gam, np.array(list(scores.values()))
+
+
+@pytest.fixture(scope="module")
+def sample():
+    steps = chang_steps()
+    x = np.log10(steps[1:].astype(np.float64))
+    curves = synthetic_curves(steps, 32, seed=3)[:, 1:]
+    smoother = build_smoother(x)
+    return x, curves.astype(np.float64), smoother, fit_curves(smoother, curves)
+
+
+@pytest.fixture(scope="module")
+def references(sample):
+    x, curves, _, _ = sample
+    return [pygam_reference(x, y) for y in curves]
+
+
+def test_basis_and_penalty_match_pygam(sample):
+    x, curves, smoother, _ = sample
+    gam = LinearGAM(s(0, n_splines=25)).fit(x[:, None], curves[0])
+    np.testing.assert_allclose(smoother.basis, gam._modelmat(x[:, None]).toarray(), atol=1e-12)
+    penalty = gam._P().toarray() / gam.lam[0][0]
+    np.testing.assert_allclose(penalty[:25, :25], difference_penalty(25), atol=1e-12)
+    assert penalty[25, 25] == 0.0 and RIDGE == pytest.approx(np.sqrt(np.finfo(float).eps))
+
+
+def test_gcv_scores_and_fitted_values_match_pygam(sample, references):
+    x, curves, _, fit = sample
+    for i, (gam, scores) in enumerate(references):
+        np.testing.assert_allclose(fit.gcv[i], scores, rtol=1e-9)
+        np.testing.assert_allclose(fit.fitted[i], gam.predict(x[:, None]), atol=1e-9)
+
+
+def test_chosen_lambda_matches_pygam_except_ties(sample, references):
+    _, _, _, fit = sample
+    compared = 0
+    for i, (gam, scores) in enumerate(references):
+        ordered = np.sort(scores)
+        if ordered[1] - ordered[0] > 1e-9 * ordered[0]:
+            assert fit.lam[i] == pytest.approx(gam.lam[0][0], rel=1e-12), f"curve {i}"
+            compared += 1
+    assert compared >= 0.9 * len(references)
+    assert len(set(fit.lam_index.tolist())) > 2, "sample should exercise several lambdas"
+
+
+def test_evaluate_matches_pygam_predict_inside_and_beyond_range(sample, references):
+    x, _, smoother, fit = sample
+    grid = np.linspace(x.min() - 1.0, x.max() + 1.0, 333)
+    ours = evaluate(smoother, fit.coef, grid)
+    for i, (gam, _) in enumerate(references[:8]):
+        np.testing.assert_allclose(ours[i], gam.predict(grid[:, None]), atol=1e-8)
+
+
+def test_hat_matrix_and_coef_map_give_the_same_fit(sample):
+    _, curves, smoother, fit = sample
+    for index in np.unique(fit.lam_index)[:3]:
+        rows = fit.lam_index == index
+        np.testing.assert_allclose(curves[rows] @ smoother.hat_matrix(index).T, fit.fitted[rows], atol=1e-9)
+        coef = curves[rows] @ smoother.coef_map(index).T
+        np.testing.assert_allclose(coef @ smoother.basis.T, fit.fitted[rows], atol=1e-9)
+        assert np.trace(smoother.hat_matrix(index)) == pytest.approx(smoother.edof[index], rel=1e-10)
+
+
+def test_exact_penalized_solution_with_few_checkpoints():
+    """Fewer points than coefficients: the exact ridge-augmented least-squares solution."""
+    x = np.log10(np.array([1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000, 4000, 8000], dtype=float))
+    y = np.random.default_rng(5).normal(8.0, 1.0, (3, len(x)))
+    smoother = build_smoother(x)
+    fit = fit_curves(smoother, y)
+    edof = smoother.edof[fit.lam_index]
+    assert np.all(len(x) - 1.4 * edof > 0), "an inadmissible lambda (n <= 1.4 edof) was chosen"
+    diff = np.zeros((23, 26))
+    diff[:, :25] = np.diff(np.eye(25), n=2, axis=0)
+    for i in range(3):
+        system = np.vstack([smoother.basis, np.sqrt(fit.lam[i]) * diff, np.sqrt(RIDGE) * np.eye(26)])
+        coef = np.linalg.lstsq(system, np.r_[y[i], np.zeros(49)], rcond=None)[0]
+        np.testing.assert_allclose(fit.fitted[i], smoother.basis @ coef, atol=1e-9)
+
+
+def test_linear_curve_is_reproduced_exactly_at_every_lambda():
+    x = np.linspace(0.0, 6.0, 50)
+    y = (14.0 - 1.7 * x)[None, :]
+    smoother = build_smoother(x)
+    assert np.all(gcv_scores(smoother, y) < 1e-9)  # zero up to round-off of y'y - b'S b
+    np.testing.assert_allclose(fit_curves(smoother, y).fitted, y, atol=1e-9)
+
+
+def test_bad_input_raises_clear_errors():
+    with pytest.raises(LdwError, match="non-finite"):
+        build_smoother(np.array([-np.inf, 0.0, 1.0]))
+    smoother = build_smoother(np.linspace(0, 1, 30), lams=DEFAULT_LAMS)
+    with pytest.raises(LdwError, match=r"curves must be \[N, 30\]"):
+        fit_curves(smoother, np.zeros((2, 29)))
+    with pytest.raises(LdwError, match="curve 1 has non-finite"):
+        fit_curves(smoother, np.vstack([np.zeros(30), np.full(30, np.nan)]))

@@ -1,0 +1,116 @@
+"""``compute_metrics`` on a real warehouse: chunked results equal the whole-matrix metrics."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from pipelines.aoa import chance_bits
+from pipelines.curve_metrics import run_metrics
+from pipelines.errors import LdwError
+from pipelines.metrics import compute_metrics
+from tests.pipelines.test_gam import chang_steps, synthetic_curves
+from warehouse import CheckpointRecord, RunRecord, Warehouse
+
+VOCAB = 320
+N_TOKENS = 300
+
+
+def build_warehouse(root: Path, runs: dict[str, np.ndarray], n_tokens: int = N_TOKENS) -> dict[str, np.ndarray]:
+    """A warehouse with an evaluation set of ~n_tokens and synthetic surprisal for each run's steps."""
+    wh = Warehouse.create(root)
+    seq_len = 31
+    n_seq = n_tokens // (seq_len - 1)
+    ids = (np.arange(n_seq * seq_len, dtype=np.int32).reshape(n_seq, seq_len)) % VOCAB
+    seq = np.repeat(np.arange(n_seq), seq_len - 1)
+    pos = np.tile(np.arange(1, seq_len), n_seq)
+    wh.write_eval_set(
+        pa.table({"seq_id": np.arange(n_seq), "input_ids": list(ids)}),
+        pa.table({"token_idx": np.arange(len(seq)), "seq_id": seq, "position": pos.astype(np.int32),
+                  "token_id": ids[seq, pos], "token_text": [str(t) for t in ids[seq, pos]],
+                  "context_len": pos.astype(np.int32)}),
+        {"seq_len": seq_len}, "fp", VOCAB,
+    )
+    matrices = {}
+    for seed, (run_id, steps) in enumerate(runs.items()):
+        wh.upsert_run(RunRecord(run_id, run_id, seed, f"/runs/{run_id}", "step_folders", "gpt_neox", {}, None,
+                                "fp", None, {}))
+        wh.upsert_checkpoints(run_id, [CheckpointRecord(int(s), None, f"/runs/{run_id}/step{s}", f"h{s}", None)
+                                       for s in steps])
+        matrices[run_id] = synthetic_curves(steps, len(seq), seed=seed)
+        for col, step in enumerate(steps):
+            wh.write_surprisal(run_id, int(step), matrices[run_id][:, col], "sweep-test")
+    return matrices
+
+
+@pytest.fixture(scope="module")
+def computed(tmp_path_factory: pytest.TempPathFactory):
+    steps = chang_steps(13, max_step=20_000)
+    runs = {"seed0": steps, "seed1": steps, "seed2": np.delete(steps, 7), "stub": steps[:2]}
+    root = tmp_path_factory.mktemp("metrics") / "wh"
+    matrices = build_warehouse(root, runs)
+    compute_metrics(root, chunk_tokens=N_TOKENS, progress=False)  # a first pass, replaced by the second
+    summary = compute_metrics(root, window=0.3, sigmoid=True, chunk_tokens=128, progress=False)
+    return root, runs, matrices, summary
+
+
+def test_summary_and_recorded_parameters(computed):
+    root, runs, _, summary = computed
+    assert summary["runs"] == ["seed0", "seed1", "seed2"] and list(summary["skipped_runs"]) == ["stub"]
+    assert summary["chunks"] == 3 and summary["tokens"] == N_TOKENS
+    params = Warehouse.open(root).derived_params("token_metrics")
+    assert params["window"] == 0.3 and params["n_splines"] == 25 and params["aoa_grid_points"] == 1000
+    assert params["chance_bits"] == pytest.approx(np.log2(VOCAB))
+    assert params["steps"]["seed2"] == [int(s) for s in runs["seed2"] if s > 0]
+    assert params["crossrun_steps"] == [int(s) for s in runs["seed2"] if s > 0]
+
+
+def test_token_metrics_equal_whole_matrix_metrics(computed):
+    root, runs, matrices, _ = computed
+    wh = Warehouse.open(root)
+    table = wh.query("SELECT * FROM token_metrics ORDER BY run_id, token_idx")
+    assert table.height == 3 * N_TOKENS
+    for run_id in ("seed0", "seed2"):
+        rows = table.filter(table["run_id"] == run_id)
+        expected = run_metrics(runs[run_id], matrices[run_id], chance_bits(VOCAB), window=0.3)
+        np.testing.assert_array_equal(rows["token_idx"].to_numpy(), np.arange(N_TOKENS))
+        np.testing.assert_allclose(rows["final_surprisal"].to_numpy(), expected.final_surprisal, rtol=1e-12)
+        np.testing.assert_allclose(rows["within_run_var"].to_numpy(), expected.within_run_var, rtol=1e-12)
+        np.testing.assert_allclose(rows["aoa_log10_step"].to_numpy(), expected.aoa.log10_step, rtol=1e-12)
+        np.testing.assert_allclose(rows["forgettability"].to_numpy(), expected.forgettability, rtol=1e-9)
+        np.testing.assert_allclose(rows["gam_lambda"].to_numpy(), expected.lam)
+        sig = rows["sigmoid_aoa_log10_step"].to_numpy()
+        assert np.all((sig >= 0) & (sig <= np.log10(runs[run_id].max())))
+        np.testing.assert_allclose(rows["sigmoid_aoa_step"].to_numpy(), 10.0**sig)
+
+
+def test_crossrun_metrics_and_stored_curves(computed):
+    root, runs, matrices, _ = computed
+    wh = Warehouse.open(root)
+    curves = wh.query("SELECT * FROM token_curves_smoothed ORDER BY run_id, token_idx")
+    assert curves.height == 3 * N_TOKENS
+    smoothed = {}
+    for run_id in ("seed0", "seed1", "seed2"):
+        g = np.array(curves.filter(curves["run_id"] == run_id)["g_bits"].to_list())
+        expected = run_metrics(runs[run_id], matrices[run_id], chance_bits(VOCAB), window=0.3).smoothed
+        np.testing.assert_allclose(g, expected, rtol=1e-6)
+        shared = np.isin(runs[run_id][runs[run_id] > 0], runs["seed2"])
+        smoothed[run_id] = expected[:, shared]
+    pairs = itertools.combinations(smoothed.values(), 2)
+    brute = np.mean([np.mean((a - b) ** 2, axis=1) for a, b in pairs], axis=0)
+    cross = wh.query("SELECT * FROM crossrun_metrics ORDER BY token_idx")
+    assert cross.height == N_TOKENS and set(cross["n_runs"].to_list()) == {3}
+    np.testing.assert_allclose(cross["crossrun_var"].to_numpy(), brute, rtol=1e-9)
+    metrics = wh.query("SELECT token_idx, avg(final_surprisal) AS m FROM token_metrics GROUP BY 1 ORDER BY 1")
+    np.testing.assert_allclose(cross["mean_final_surprisal"].to_numpy(), metrics["m"].to_numpy(), rtol=1e-12)
+    assert "mean_sigmoid_aoa_log10_step" in cross.columns
+
+
+def test_warehouse_without_swept_runs_is_refused(tmp_path: Path):
+    build_warehouse(tmp_path / "wh", {"only": np.array([0, 1, 2])})
+    with pytest.raises(LdwError, match="no run has 4\\+ swept checkpoints"):
+        compute_metrics(tmp_path / "wh", progress=False)
