@@ -1,4 +1,4 @@
-"""The ``ldw`` command line: train, ingest, evalset, sweep, status, demo and the analyses."""
+"""The ``ldw`` command line: train, ingest, evalset, sweep, status, doctor, demo, app (analyses in cli_analysis)."""
 
 from __future__ import annotations
 
@@ -7,28 +7,12 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
+from pipelines.cli_common import DEFAULT_WAREHOUSE, QuietOpt, WarehouseOpt, app, console, err
 from pipelines.errors import LdwError
 from pipelines.train_config import TrainConfig
 from probe.errors import ProbeError
 from warehouse import WarehouseError
-
-app = typer.Typer(
-    help="Learning-dynamics workbench: per-token surprisal curves over checkpoints, in a DuckDB/Parquet warehouse.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-console = Console()
-err = Console(stderr=True)
-
-WarehouseOpt = Annotated[
-    Path, typer.Option("--warehouse", "-w", envvar="LDW_WAREHOUSE", help="Warehouse folder.")
-]
-DEFAULT_WAREHOUSE = Path("ldw-warehouse")
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
-
 
 @app.command()
 def train(
@@ -129,63 +113,6 @@ def sweep(
         raise typer.Exit(1)
 
 
-@app.command()
-def metrics(
-    warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
-    window: Annotated[float, typer.Option(help="Final-surprisal window: the last fraction of training steps.")] = 0.25,
-    sigmoid: Annotated[bool, typer.Option(help="Also fit the sigmoid AoA of Chang & Bergen (2022).")] = False,
-    chunk_tokens: Annotated[int, typer.Option(help="Tokens per chunk (bounds memory).")] = 65_536,
-    quiet: QuietOpt = False,
-) -> None:
-    """Learning-curve metrics per token: final surprisal, variability, GAM-smoothed AoA, forgettability."""
-    from pipelines.metrics import compute_metrics
-
-    summary = compute_metrics(warehouse, window, sigmoid, chunk_tokens, progress=not quiet)
-    console.print(
-        f"metrics for {summary['tokens']:,} tokens x {len(summary['runs'])} runs in {summary['seconds']:.1f} s: "
-        + ", ".join(summary["tables"])
-    )
-    for skipped in summary["skipped_runs"]:
-        err.print(f"[yellow]skipped[/yellow] {skipped}")
-
-
-@app.command()
-def ngrams(
-    warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
-    corpus: Annotated[str, typer.Option(help="Reference corpus: 'builtin' or a .txt/.jsonl/.parquet file (ideally the training data).")] = "builtin",
-    split: Annotated[str, typer.Option(help="all | train | heldout (train = the documents the reference trainer used).")] = "all",
-    heldout_fraction: Annotated[float, typer.Option(help="Held-out fraction used by --split.")] = 0.1,
-    tokenizer: Annotated[Optional[Path], typer.Option(help="Tokenizer folder (default: the evaluation set's).")] = None,
-    max_n: Annotated[int, typer.Option(help="Highest n-gram order.")] = 5,
-    quiet: QuietOpt = False,
-) -> None:
-    """Count 1..5-grams of a reference corpus and store each evaluation token's n-gram predictors."""
-    from pipelines.ngram_stats import compute_ngram_stats
-
-    s = compute_ngram_stats(warehouse, corpus, tokenizer, max_n, progress=not quiet, split=split,
-                            heldout_fraction=heldout_fraction)
-    console.print(
-        f"counted {s['n_tokens_counted']:,} tokens in {s['n_documents']:,} documents; "
-        f"ngram_stats for {s['n_eval_tokens']:,} tokens ({s['total_s']} s)"
-    )
-
-
-export_app = typer.Typer(help="Export analysis tables for papers (CSV + Parquet).", no_args_is_help=True)
-app.add_typer(export_app, name="export")
-
-
-@export_app.command("ngram-correlations")
-def export_ngram_correlations(
-    out: Annotated[Path, typer.Option(help="Folder to write the CSV and Parquet files into.")],
-    warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
-) -> None:
-    """Pearson/Spearman correlations and OLS fits of every metric against every n-gram predictor."""
-    from pipelines.correlations import export_ngram_correlations as export
-
-    for path in export(warehouse, out):
-        console.print(f"wrote {path}")
-
-
 def _parse_shard(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
@@ -227,6 +154,9 @@ def demo(
     from pipelines.demo import run_demo
 
     run_demo(warehouse, console, progress=not quiet)
+
+
+from pipelines import cli_analysis  # noqa: E402,F401 - registers the analysis commands after the core ones
 
 
 def main() -> None:

@@ -1,0 +1,27 @@
+"""Read one completed checkpoint's surprisal vector (for comparisons between two checkpoints)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from warehouse.catalog import Warehouse
+from warehouse.errors import WarehouseError
+
+
+def checkpoint_surprisal(wh: Warehouse, run_id: str, step: int) -> np.ndarray:
+    """Surprisal bits of every evaluation token at one completed checkpoint, in token_idx order (float32)."""
+    rows = wh.query(
+        "SELECT surprisal_file FROM checkpoints WHERE run_id = ? AND step = ? AND status = 'done'", [run_id, step]
+    )
+    if rows.height == 0:
+        raise WarehouseError(f"{wh.root}: run '{run_id}' has no completed surprisal file at step {step}")
+    path = Path(rows["surprisal_file"][0])
+    table = pq.read_table(path, columns=["token_idx", "surprisal_bits"])
+    values = table.column("surprisal_bits").to_numpy()
+    order = table.column("token_idx").to_numpy()
+    if not np.array_equal(order, np.arange(len(order))):
+        raise WarehouseError(f"{path}: token_idx is not 0..N-1 in order")
+    return values.astype(np.float32, copy=False)
