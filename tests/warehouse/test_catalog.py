@@ -130,3 +130,21 @@ def test_reader_in_another_process_while_catalog_is_written(wh: Warehouse) -> No
     out, _ = reader.communicate(timeout=120)
     assert reader.returncode == 0
     assert int(out) in (12, 24, 36)
+
+
+def test_replace_derived_swaps_in_only_complete_tables(wh: Warehouse) -> None:
+    with wh.replace_derived("scores", {"v": 1}) as write:
+        write("a", pa.table({"x": [1, 2]}))
+        write("b", pa.table({"x": [3]}))
+    assert wh.query("SELECT sum(x) AS s FROM scores")["s"][0] == 6
+    with pytest.raises(RuntimeError):
+        with wh.replace_derived("scores", {"v": 2}) as write:
+            write("a", pa.table({"x": [100]}))
+            assert wh.query("SELECT sum(x) AS s FROM scores")["s"][0] == 6  # readers still see the old table
+            raise RuntimeError("killed mid-way")
+    assert wh.query("SELECT sum(x) AS s FROM scores")["s"][0] == 6
+    assert wh.derived_params("scores") == {"v": 1}
+    assert not list((wh.parquet_dir / "derived").glob(".staging-*"))
+    with wh.replace_derived("scores", {"v": 3}) as write:
+        write("only", pa.table({"x": [7]}))
+    assert wh.query("SELECT sum(x) AS s FROM scores")["s"][0] == 7 and wh.derived_params("scores") == {"v": 3}
