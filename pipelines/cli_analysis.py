@@ -16,12 +16,14 @@ def metrics(
     window: Annotated[float, typer.Option(help="Final-surprisal window: the last fraction of training steps.")] = 0.25,
     sigmoid: Annotated[bool, typer.Option(help="Also fit the sigmoid AoA of Chang & Bergen (2022).")] = False,
     chunk_tokens: Annotated[int, typer.Option(help="Tokens per chunk (bounds memory).")] = 65_536,
+    no_curves: Annotated[bool, typer.Option("--no-curves", help="Do not store the smoothed curves G.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Learning-curve metrics per token: final surprisal, variability, GAM-smoothed AoA, forgettability."""
     from pipelines.metrics import compute_metrics
 
-    summary = compute_metrics(warehouse, window, sigmoid, chunk_tokens, progress=not quiet)
+    summary = compute_metrics(warehouse, window, sigmoid, chunk_tokens, progress=not quiet,
+                              store_curves=not no_curves)
     console.print(
         f"metrics for {summary['tokens']:,} tokens x {len(summary['runs'])} runs in {summary['seconds']:.1f} s: "
         + ", ".join(summary["tables"])

@@ -18,6 +18,7 @@ derived tables, one Parquet part per token chunk:
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -135,14 +136,18 @@ def compute_metrics(
         "steps": {r: s[s > 0].tolist() for r, s in run_steps.items()},
         "crossrun_steps": shared.tolist(), "n_tokens": n_tokens,
     }
-    for table in TABLES:
-        wh.clear_derived(table)
+    tables = [t for t in TABLES if store_curves or t != "token_curves_smoothed"]
+    if not store_curves:
+        wh.clear_derived("token_curves_smoothed")  # stale curves would not match the new metrics
     smoothers = SmootherCache()
     chunks = list(range(0, n_tokens, chunk_tokens))
     console = Console(stderr=True, quiet=not progress)
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeRemainingColumn())
-    with Progress(*columns, console=console, disable=not progress) as bar:
+    with ExitStack() as stack:
+        bar = stack.enter_context(Progress(*columns, console=console, disable=not progress))
+        # each table is swapped in only once every chunk is written: readers never see a partial table
+        write = {t: stack.enter_context(wh.replace_derived(t, params)) for t in tables}
         task = bar.add_task("metrics", total=len(chunks) * len(run_ids))
         for index, lo in enumerate(chunks):
             hi = min(n_tokens, lo + chunk_tokens)
@@ -165,13 +170,12 @@ def compute_metrics(
                     curve_parts.append(_curve_table(run_id, token_idx, metrics.smoothed))
                 bar.advance(task)
             part = f"chunk-{index:06d}"
-            wh.write_derived("token_metrics", pa.concat_tables(token_parts), params, part=part)
-            wh.write_derived("crossrun_metrics", _crossrun_table(tokens, accumulator.result(), per_run),
-                             params, part=part)
+            write["token_metrics"](part, pa.concat_tables(token_parts))
+            write["crossrun_metrics"](part, _crossrun_table(tokens, accumulator.result(), per_run))
             if store_curves:
-                wh.write_derived("token_curves_smoothed", pa.concat_tables(curve_parts), params, part=part)
+                write["token_curves_smoothed"](part, pa.concat_tables(curve_parts))
     return {
         "runs": run_ids, "skipped_runs": skipped, "tokens": n_tokens, "chunks": len(chunks),
-        "tables": [t for t in TABLES if store_curves or t != "token_curves_smoothed"],
+        "tables": tables,
         "seconds": time.perf_counter() - started, "params": params,
     }

@@ -38,9 +38,11 @@ class SurprisalMixin:
             schema=SURPRISAL,
         )
         path = self.surprisal_path(run_id, step)
+        first = not any((self.parquet_dir / "surprisal").glob("*/*.parquet"))
         write_parquet_atomic(table, path, PARQUET_TABLES["surprisal"][1])
         self.mark_checkpoint_done(run_id, step, str(path), n, sweep_id)
-        self.refresh_views()
+        if first:  # the view globs the folder: only its first file turns it from the empty placeholder
+            self.refresh_views()
         return path
 
     def surprisal_matrix(
