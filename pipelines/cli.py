@@ -156,6 +156,19 @@ def demo(
     run_demo(warehouse, console, progress=not quiet)
 
 
+@app.command("app")
+def app_command(
+    warehouse: Annotated[Path, typer.Argument(envvar="LDW_WAREHOUSE", help="Warehouse folder.")] = DEFAULT_WAREHOUSE,
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
+    host: Annotated[str, typer.Option(help="Address to bind (localhost by default; 0.0.0.0 shares it on the network).")] = "127.0.0.1",
+) -> None:
+    """Open the Streamlit explorer on a warehouse (http://127.0.0.1:PORT)."""
+    from app.launch import launch
+
+    console.print(f"serving {Path(warehouse).resolve()} at http://{host}:{port}  (Ctrl-C stops)")
+    raise typer.Exit(launch(warehouse, port, host))
+
+
 from pipelines import cli_analysis  # noqa: E402,F401 - registers the analysis commands after the core ones
 
 
