@@ -8,41 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from pipelines import cli_train  # noqa: F401 - registers `ldw train` first
 from pipelines.cli_common import DEFAULT_WAREHOUSE, QuietOpt, WarehouseOpt, app, console, err
 from pipelines.errors import LdwError
-from pipelines.train_config import TrainConfig
 from probe.errors import ProbeError
 from warehouse import WarehouseError
-
-@app.command()
-def train(
-    out: Annotated[Path, typer.Option(help="Run folder to write (checkpoints stepN/, train_log.jsonl, run.json).")],
-    corpus: Annotated[str, typer.Option(help="'builtin' (Python's bundled docs) or a .txt/.jsonl/.parquet file.")] = "builtin",
-    seed: Annotated[int, typer.Option(help="Training seed.")] = 0,
-    size: Annotated[str, typer.Option(help="Model size preset: tiny | small | 160m.")] = "tiny",
-    arch: Annotated[str, typer.Option(help="gpt_neox | llama.")] = "gpt_neox",
-    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = TrainConfig.steps,
-    save_every: Annotated[int, typer.Option(help="Checkpoint every K steps after the log-spaced start.")] = TrainConfig.save_every,
-    batch_size: Annotated[int, typer.Option(help="Sequences per step.")] = TrainConfig.batch_size,
-    seq_len: Annotated[int, typer.Option(help="Tokens per sequence.")] = TrainConfig.seq_len,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (1e-2 suits tiny, about 6e-4 suits 160m).")] = TrainConfig.lr,
-    warmup: Annotated[int, typer.Option(help="Linear warmup steps.")] = TrainConfig.warmup_steps,
-    tokenizer: Annotated[Optional[Path], typer.Option(help="Tokenizer folder; a BPE one is trained when omitted.")] = None,
-    vocab_size: Annotated[int, typer.Option(help="Vocabulary of the trained BPE tokenizer.")] = TrainConfig.vocab_size,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda (bf16 autocast on CUDA).")] = "auto",
-    quiet: QuietOpt = False,
-) -> None:
-    """Train a small causal LM and save checkpoints on a log-spaced schedule (Pythia-style)."""
-    from pipelines.train import train_run
-
-    config = TrainConfig(
-        corpus=corpus, seed=seed, size=size, arch=arch, steps=steps, save_every=save_every,
-        batch_size=batch_size, seq_len=seq_len, lr=lr, warmup_steps=warmup,
-        tokenizer=str(tokenizer) if tokenizer else None, vocab_size=vocab_size, device=device,
-    )
-    path = train_run(config, out, progress=not quiet)
-    console.print(f"run saved to [bold]{path}[/bold]; next: ldw ingest {path}")
-
 
 @app.command()
 def ingest(

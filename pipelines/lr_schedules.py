@@ -51,14 +51,23 @@ def cosine_schedule(steps: int, peak: float, warmup: int = 0, min_ratio: float =
     return _with_warmup(lrs, peak, warmup)
 
 
-def wsd_schedule(steps: int, peak: float, warmup: int = 0, decay_fraction: float = 0.2, min_ratio: float = 0.0) -> np.ndarray:
-    """Warmup-stable-decay: ``peak`` until the last ``decay_fraction`` of steps, then linear to ``min_ratio * peak``."""
+WSD_SHAPES = ("linear", "sqrt")
+
+
+def wsd_schedule(
+    steps: int, peak: float, warmup: int = 0, decay_fraction: float = 0.2, min_ratio: float = 0.0, shape: str = "linear"
+) -> np.ndarray:
+    """Warmup-stable-decay: ``peak`` until the last ``decay_fraction`` of steps, then down to ``min_ratio * peak``,
+    linearly (``shape="linear"``) or as ``1 - sqrt(progress)`` (``shape="sqrt"``, Hägele et al. 2024)."""
     _check(steps, peak, warmup)
     if not 0.0 < decay_fraction <= 1.0:
         raise LdwError(f"wsd decay_fraction must be in (0, 1], got {decay_fraction}")
+    if shape not in WSD_SHAPES:
+        raise LdwError(f"wsd shape must be one of {', '.join(WSD_SHAPES)}, got {shape!r}")
     decay_start = max(warmup, steps - int(round(decay_fraction * steps)))
     floor = min_ratio * peak
-    lrs = peak - (peak - floor) * _progress(steps, decay_start)
+    progress = _progress(steps, decay_start)
+    lrs = peak - (peak - floor) * (np.sqrt(progress) if shape == "sqrt" else progress)
     return _with_warmup(lrs, peak, warmup)
 
 
@@ -106,10 +115,12 @@ class ScheduleSpec:
     text: str
     kind: str  # "generator" | "run" | "file"
     name: str
-    options: dict[str, float | int | tuple[float, ...]]
+    options: dict[str, float | int | str | tuple[float, ...]]
 
 
-def _option(key: str, raw: str, spec: str) -> float | int | tuple[float, ...]:
+def _option(key: str, raw: str, spec: str) -> float | int | str | tuple[float, ...]:
+    if key == "shape":
+        return raw
     try:
         if key == "milestones":
             return tuple(float(x) for x in raw.split("/"))
@@ -121,7 +132,8 @@ def _option(key: str, raw: str, spec: str) -> float | int | tuple[float, ...]:
 
 
 def parse_schedule_spec(text: str) -> ScheduleSpec:
-    """Parse ``cosine``, ``wsd:decay_fraction=0.1,warmup=20``, ``multistep:milestones=0.5/0.75,gamma=0.3``,
+    """Parse ``cosine``, ``wsd:decay_fraction=0.1,warmup=20``, ``wsd:shape=sqrt``,
+    ``multistep:milestones=0.5/0.75,gamma=0.3``,
     ``run:RUN_ID`` or a path to a training log / a ``.txt`` file of one LR per line (steps 0..N)."""
     if text.startswith("run:"):
         return ScheduleSpec(text, "run", text[4:], {})
@@ -132,7 +144,7 @@ def parse_schedule_spec(text: str) -> ScheduleSpec:
         raise LdwError(
             f"schedule '{text}': not a file, run:ID or one of {', '.join(GENERATORS)}"
         )
-    options: dict[str, float | int | tuple[float, ...]] = {}
+    options: dict[str, float | int | str | tuple[float, ...]] = {}
     for item in filter(None, rest.split(",")):
         key, eq, raw = item.partition("=")
         if not eq:

@@ -21,7 +21,7 @@ import tokenizers
 import torch
 import transformers
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
 from pipelines.bpe import train_bpe_tokenizer
@@ -31,8 +31,10 @@ from pipelines.train_config import (
     TrainConfigError,
     build_model_config,
     checkpoint_steps,
-    learning_rate,
+    config_defaults,
+    lr_sequence,
 )
+from pipelines.train_knobs import TrainingKnobs
 
 RUN_FILE = "run.json"
 LOG_FILE = "train_log.jsonl"
@@ -96,9 +98,10 @@ def _read_run_file(out_dir: Path) -> dict[str, Any] | None:
 
 
 def _config_differences(config: TrainConfig, stored: dict[str, Any]) -> list[str]:
-    """Names of the identity fields where ``stored`` differs from ``config``."""
+    """Names of the identity fields where ``stored`` differs from ``config``; a field missing from
+    ``stored`` (a run.json written before the field existed) counts as its default."""
     wanted = config.identity()
-    stored = {key: value for key, value in stored.items() if key != "device"}
+    stored = {key: value for key, value in {**config_defaults(), **stored}.items() if key != "device"}
     return sorted(key for key in wanted.keys() | stored.keys() if wanted.get(key) != stored.get(key))
 
 
@@ -177,11 +180,13 @@ def _cpu_threads(device: torch.device, hidden_size: int) -> Iterator[int]:
         torch.set_num_threads(previous)
 
 
-def _save_checkpoint(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: Path, step: int) -> None:
-    """Save model (safetensors) and tokenizer to ``out_dir/step{step}``; the folder appears complete."""
+def _save_checkpoint(knobs: TrainingKnobs, tokenizer: PreTrainedTokenizerBase, out_dir: Path, step: int) -> None:
+    """Save the model (safetensors, a plain transformers checkpoint) and tokenizer to ``out_dir/step{step}``;
+    the folder appears complete."""
     final = out_dir / f"step{step}"
     tmp = out_dir / f"step{step}.tmp"
-    model.save_pretrained(tmp)
+    with knobs.saving() as model:
+        model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     os.replace(tmp, final)
 
@@ -219,7 +224,7 @@ def _progress_bar(enabled: bool) -> Progress:
 
 
 def _train_loop(
-    model: PreTrainedModel,
+    knobs: TrainingKnobs,
     tokenizer: PreTrainedTokenizerBase,
     stream: torch.Tensor,
     config: TrainConfig,
@@ -228,38 +233,46 @@ def _train_loop(
     progress: bool,
 ) -> None:
     """Run ``config.steps`` optimizer steps, logging each and saving the scheduled checkpoints."""
+    model = knobs.model
     saves = set(checkpoint_steps(config.steps, config.save_every))
     generator = torch.Generator().manual_seed(config.seed)
     optimizer = _optimizer(model, config)
+    knobs.attach_optimizer([p for group in optimizer.param_groups for p in group["params"]])
+    lrs = lr_sequence(config)
     max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
     tokens_per_step = config.batch_size * config.seq_len
     model.train()
-    _save_checkpoint(model, tokenizer, out_dir, 0)
+    _save_checkpoint(knobs, tokenizer, out_dir, 0)
     started = time.perf_counter()
     with open(out_dir / LOG_FILE, "w", encoding="utf-8") as log, _progress_bar(progress) as bar:
         task = bar.add_task(out_dir.name, total=config.steps, loss=math.nan, rate=0.0)
         for step in range(1, config.steps + 1):
-            lr = learning_rate(step, config)
+            lr = float(lrs[step])
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch = sample_windows(stream, config.batch_size, config.seq_len, generator).to(device)
+            extra = knobs.begin_step(step)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = model(input_ids=batch, labels=batch).loss
+                objective, loss, loss_extra = knobs.loss(batch)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
+            knobs.after_backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+            knobs.before_optimizer_step()
             optimizer.step()
+            extra.update(loss_extra, **knobs.after_optimizer_step())
             record = {
                 "step": step,
                 "loss": loss.item(),
                 "grad_norm": grad_norm.item(),
                 "lr": lr,
                 "tokens_seen": step * tokens_per_step,
+                **extra,
             }
             log.write(json.dumps(record) + "\n")
             log.flush()
             if step in saves:
-                _save_checkpoint(model, tokenizer, out_dir, step)
+                _save_checkpoint(knobs, tokenizer, out_dir, step)
             rate = step / max(time.perf_counter() - started, 1e-9)
             bar.update(task, advance=1, loss=record["loss"], rate=rate)
 
@@ -272,6 +285,8 @@ def train_run(config: TrainConfig, out_dir: Path, progress: bool = True) -> Path
     split), ``tokenizer/`` and ``run.json``. A folder holding a complete run with the same
     config is reused as is; a folder holding a different config raises TrainConfigError.
     Models of hidden size <= 128 train on one CPU thread (restored afterwards).
+    The stability knobs of ``config`` (all off by default; see ``pipelines.train_knobs``) add
+    keys to the log rows and a ``stability`` entry to run.json when any is on.
     """
     out_dir = Path(out_dir)
     if _prepare_out_dir(config, out_dir):
@@ -290,6 +305,8 @@ def train_run(config: TrainConfig, out_dir: Path, progress: bool = True) -> Path
     seed_everything(config.seed)
     model_config = build_model_config(config, len(tokenizer), tokenizer.eos_token_id)
     model = AutoModelForCausalLM.from_config(model_config).to(device)
+    n_parameters = sum(p.numel() for p in model.parameters())  # as saved (embedding knobs fold away)
+    knobs = TrainingKnobs(model, config)
     run = {
         "name": out_dir.name,
         "seed": config.seed,
@@ -303,7 +320,7 @@ def train_run(config: TrainConfig, out_dir: Path, progress: bool = True) -> Path
         "n_train_documents": len(train_docs),
         "n_eval_documents": len(eval_docs),
         "n_train_tokens": len(stream),
-        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "n_parameters": n_parameters,
         "device": device.type,
         "cpu_threads": None,
         "versions": _versions(),
@@ -313,9 +330,16 @@ def train_run(config: TrainConfig, out_dir: Path, progress: bool = True) -> Path
     started = time.perf_counter()
     with _transformers_bars_off(), _cpu_threads(device, model_config.hidden_size) as threads:
         run["cpu_threads"] = threads if device.type == "cpu" else None
+        if config.stability_knobs:
+            run["stability"] = knobs.info
         _write_json(out_dir / RUN_FILE, run)
-        _train_loop(model, tokenizer, stream, config, device, out_dir, progress)
+        try:
+            _train_loop(knobs, tokenizer, stream, config, device, out_dir, progress)
+        finally:
+            knobs.close()
     run["train_seconds"] = round(time.perf_counter() - started, 3)
+    if config.stability_knobs:
+        run["stability"] = knobs.summary()
     run.pop("complete")
     run["complete"] = True
     _write_json(out_dir / RUN_FILE, run)
