@@ -16,11 +16,8 @@ import pyarrow as pa
 
 from pipelines.corpus import corpus_documents
 from pipelines.errors import LdwError
-from probe.tokenizing import load_tokenizer, tokenizer_fingerprint
+from probe.tokenizing import encode_documents, load_tokenizer, tokenizer_fingerprint
 from warehouse import Warehouse
-
-ENCODE_BATCH = 256
-
 
 @dataclass(frozen=True)
 class EvalSetConfig:
@@ -47,7 +44,8 @@ def build_eval_set(warehouse: Path, config: EvalSetConfig, replace: bool = False
     config = EvalSetConfig(**{**asdict(config), "tokenizer_path": str(tok_path)})
     tokenizer = load_tokenizer(tok_path)
     docs = corpus_documents(config.corpus, config.split, config.heldout_fraction)
-    stream = _token_stream(tokenizer, docs)
+    parts = list(encode_documents(tokenizer, docs))
+    stream = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     if len(stream) < config.seq_len:
         raise LdwError(
             f"{config.corpus}: evaluation text has {len(stream)} tokens, fewer than one sequence "
@@ -86,16 +84,6 @@ def _tokenizer_path(wh: Warehouse, config: EvalSetConfig) -> Path:
     if runs.height == 0:
         raise LdwError(f"{wh.root}: no runs ingested and no --tokenizer given; run `ldw ingest` first")
     return Path(runs["tokenizer_path"][0])
-
-
-def _token_stream(tokenizer, docs: list[str]) -> np.ndarray:
-    eos = tokenizer.eos_token_id
-    parts: list[np.ndarray] = []
-    for start in range(0, len(docs), ENCODE_BATCH):
-        encoded = tokenizer(docs[start:start + ENCODE_BATCH], add_special_tokens=False)["input_ids"]
-        for ids in encoded:
-            parts.append(np.asarray(ids + ([eos] if eos is not None else []), dtype=np.int64))
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def _positions(shape: tuple[int, int], config: EvalSetConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

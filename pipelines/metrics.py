@@ -12,7 +12,9 @@ derived tables, one Parquet part per token chunk:
   metrics (mean_final_surprisal, mean_within_run_var, mean_aoa_log10_step,
   mean_forgettability [, mean_sigmoid_aoa_log10_step]);
 * ``token_curves_smoothed`` (run, token): g_bits, the GAM curve G at that
-  run's checkpoints with step > 0 (``params["steps"][run_id]``), for drawing.
+  run's checkpoints with step > 0 (``params["steps"][run_id]``), for drawing;
+* ``token_curves_raw`` (token, run, step): the raw surprisal again, token-major,
+  so the app reads one token's curves from one part (``chunk_tokens`` per part).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from pipelines.gam import DEFAULT_LAMS, GCV_GAMMA, N_SPLINES
 from warehouse import Warehouse
 from warehouse.parquet_io import ROW_GROUP_SIZE
 
-TABLES = ("token_metrics", "crossrun_metrics", "token_curves_smoothed")
+CURVE_TABLES = ("token_curves_smoothed", "token_curves_raw")
+TABLES = ("token_metrics", "crossrun_metrics", *CURVE_TABLES)
 MEANED = ("final_surprisal", "within_run_var", "aoa_log10_step", "forgettability")
 
 
@@ -73,6 +76,20 @@ def _curve_table(run_id: str, token_idx: np.ndarray, smoothed: np.ndarray) -> pa
         "run_id": pa.array([run_id] * n_tokens, pa.string()),
         "token_idx": pa.array(token_idx, pa.int64()),
         "g_bits": pa.ListArray.from_arrays(offsets, values),
+    })
+
+
+def _raw_curve_table(run_ids: list[str], steps: list[np.ndarray], token_idx: np.ndarray,
+                     matrices: list[np.ndarray]) -> pa.Table:
+    """Token-major copy of the raw surprisal (token, then run, then step) so one token's curves are one read."""
+    values = np.concatenate(matrices, axis=1)  # [T, sum of each run's checkpoints]
+    codes = np.concatenate([np.full(len(s), i, dtype=np.int32) for i, s in enumerate(steps)])
+    n = len(token_idx)
+    return pa.table({
+        "run_id": pa.DictionaryArray.from_arrays(pa.array(np.tile(codes, n)), pa.array(run_ids)),
+        "step": pa.array(np.tile(np.concatenate(steps), n), pa.int64()),
+        "token_idx": pa.array(np.repeat(token_idx, values.shape[1]), pa.int64()),
+        "surprisal_bits": pa.array(values.ravel(), pa.float32()),
     })
 
 
@@ -136,9 +153,12 @@ def compute_metrics(
         "steps": {r: s[s > 0].tolist() for r, s in run_steps.items()},
         "crossrun_steps": shared.tolist(), "n_tokens": n_tokens,
     }
-    tables = [t for t in TABLES if store_curves or t != "token_curves_smoothed"]
+    tables = [t for t in TABLES if store_curves or t not in CURVE_TABLES]
     if not store_curves:
-        wh.clear_derived("token_curves_smoothed")  # stale curves would not match the new metrics
+        for table in CURVE_TABLES:
+            wh.clear_derived(table)  # stale curves would not match the new metrics
+    raw_params = {"steps": {r: s.tolist() for r, s in run_steps.items()}, "chunk_tokens": chunk_tokens,
+                  "order": "token_idx, run_id, step"}
     smoothers = SmootherCache()
     chunks = list(range(0, n_tokens, chunk_tokens))
     console = Console(stderr=True, quiet=not progress)
@@ -147,11 +167,12 @@ def compute_metrics(
     with ExitStack() as stack:
         bar = stack.enter_context(Progress(*columns, console=console, disable=not progress))
         # each table is swapped in only once every chunk is written: readers never see a partial table
-        write = {t: stack.enter_context(wh.replace_derived(t, params)) for t in tables}
+        write = {t: stack.enter_context(wh.replace_derived(t, raw_params if t == "token_curves_raw" else params))
+                 for t in tables}
         task = bar.add_task("metrics", total=len(chunks) * len(run_ids))
         for index, lo in enumerate(chunks):
             hi = min(n_tokens, lo + chunk_tokens)
-            per_run, token_parts, curve_parts = [], [], []
+            per_run, token_parts, curve_parts, raw_parts = [], [], [], []
             accumulator = CrossRunAccumulator(shared)
             tokens = None
             for run_id in run_ids:
@@ -168,12 +189,15 @@ def compute_metrics(
                 token_parts.append(_token_table(run_id, token_idx, per_run[-1]))
                 if store_curves:
                     curve_parts.append(_curve_table(run_id, token_idx, metrics.smoothed))
+                    raw_parts.append(values)
                 bar.advance(task)
             part = f"chunk-{index:06d}"
             write["token_metrics"](part, pa.concat_tables(token_parts))
             write["crossrun_metrics"](part, _crossrun_table(tokens, accumulator.result(), per_run))
             if store_curves:
                 write["token_curves_smoothed"](part, pa.concat_tables(curve_parts))
+                write["token_curves_raw"](part, _raw_curve_table(run_ids, [run_steps[r] for r in run_ids], tokens,
+                                                                 raw_parts))
     return {
         "runs": run_ids, "skipped_runs": skipped, "tokens": n_tokens, "chunks": len(chunks),
         "tables": tables,

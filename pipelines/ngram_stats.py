@@ -20,25 +20,19 @@ from pipelines.corpus import corpus_documents
 from pipelines.errors import LdwError
 from pipelines.ngram_counts import DEFAULT_CHUNK_TOKENS, NgramCounter
 from pipelines.ngram_features import TABLE, ngram_features
-from probe.tokenizing import load_tokenizer, tokenizer_fingerprint
+from probe.tokenizing import encode_documents, load_tokenizer, tokenizer_fingerprint
 from warehouse import Warehouse
-
-ENCODE_BATCH = 256
-
 
 def _tokenized_documents(tokenizer: Any, docs: list[str], progress: bool) -> Iterator[np.ndarray]:
     """Token ids of each document followed by eos, tokenized a batch at a time."""
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     console = Console(stderr=True, quiet=not progress)
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} docs"),
                TimeRemainingColumn())
     with Progress(*columns, console=console, disable=not progress) as bar:
         task = bar.add_task("n-gram counts", total=len(docs))
-        for start in range(0, len(docs), ENCODE_BATCH):
-            batch = docs[start:start + ENCODE_BATCH]
-            for ids in tokenizer(batch, add_special_tokens=False)["input_ids"]:
-                yield np.asarray(ids + eos, dtype=np.int64)
-            bar.advance(task, len(batch))
+        for ids in encode_documents(tokenizer, docs):
+            yield ids
+            bar.advance(task)
 
 
 def _eval_inputs(wh: Warehouse) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:

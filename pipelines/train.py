@@ -26,6 +26,7 @@ from transformers.utils import logging as hf_logging
 
 from pipelines.bpe import train_bpe_tokenizer
 from pipelines.corpus import SPLIT_SEED, load_documents, split_documents
+from probe.tokenizing import encode_documents
 from pipelines.train_config import (
     TrainConfig,
     TrainConfigError,
@@ -62,12 +63,7 @@ def seed_everything(seed: int) -> None:
 
 def token_stream(docs: list[str], tokenizer: PreTrainedTokenizerBase) -> torch.Tensor:
     """Tokenize ``docs`` and join them into one int64 stream, each document followed by eos."""
-    eos = tokenizer.eos_token_id
-    ids: list[int] = []
-    for doc_ids in tokenizer(docs, add_special_tokens=False, verbose=False)["input_ids"]:
-        ids.extend(doc_ids)
-        ids.append(eos)
-    return torch.tensor(ids, dtype=torch.long)
+    return torch.from_numpy(np.concatenate(list(encode_documents(tokenizer, docs))))
 
 
 def sample_windows(stream: torch.Tensor, batch_size: int, seq_len: int, generator: torch.Generator) -> torch.Tensor:

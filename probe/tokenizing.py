@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
 
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
@@ -42,3 +45,11 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
         spec = {"class": type(tokenizer).__name__, "vocab": sorted(tokenizer.get_vocab().items())}
     payload = json.dumps(spec, sort_keys=True, ensure_ascii=False).encode()
     return hashlib.sha256(payload).hexdigest()
+
+
+def encode_documents(tokenizer: PreTrainedTokenizerBase, docs: list[str], batch: int = 256) -> Iterator[np.ndarray]:
+    """Token ids (int64) of each document followed by eos when the tokenizer has one, a batch at a time."""
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    for start in range(0, len(docs), batch):
+        for ids in tokenizer(docs[start:start + batch], add_special_tokens=False, verbose=False)["input_ids"]:
+            yield np.asarray(ids + eos, dtype=np.int64)

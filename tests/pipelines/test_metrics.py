@@ -6,6 +6,7 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pytest
 
@@ -114,3 +115,16 @@ def test_warehouse_without_swept_runs_is_refused(tmp_path: Path):
     build_warehouse(tmp_path / "wh", {"only": np.array([0, 1, 2])})
     with pytest.raises(LdwError, match="no run has 4\\+ swept checkpoints"):
         compute_metrics(tmp_path / "wh", progress=False)
+
+
+def test_token_major_raw_curves_equal_the_surprisal_view(computed):
+    root, runs, _, _ = computed
+    wh = Warehouse.open(root)
+    params = wh.derived_params("token_curves_raw")
+    assert params["chunk_tokens"] == 128 and set(params["steps"]) == {"seed0", "seed1", "seed2"}
+    for token in (0, 127, 128, N_TOKENS - 1):
+        part = wh.parquet_dir / "derived" / "token_curves_raw" / f"chunk-{token // 128:06d}.parquet"
+        raw = pl.read_parquet(part).filter(pl.col("token_idx") == token).with_columns(pl.col("run_id").cast(pl.String))
+        view = wh.query("SELECT run_id, step, token_idx, surprisal_bits FROM surprisal "
+                        "WHERE token_idx = ? AND run_id <> 'stub' ORDER BY run_id, step", [token])
+        assert raw.select(view.columns).equals(view)

@@ -1,0 +1,36 @@
+"""Analysis tables: tokens that moved across a spike, the LR-law fit and curves, n-gram correlations."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from warehouse import Warehouse
+
+
+def spike_tokens(wh: Warehouse, run_id: str, spike_id: int, limit: int = 50) -> pl.DataFrame:
+    """Top risers across one spike (``spike_tokens``) with their text and position in context."""
+    return wh.query(
+        """
+        SELECT s.rank, s.token_idx, e.token_text, e.seq_id, e.position, s.step_before, s.step_after,
+               s.surprisal_before::DOUBLE AS surprisal_before, s.surprisal_after::DOUBLE AS surprisal_after,
+               s.delta_bits::DOUBLE AS delta_bits
+        FROM spike_tokens s LEFT JOIN eval_tokens e USING (token_idx)
+        WHERE s.run_id = ? AND s.spike_id = ? ORDER BY s.rank LIMIT ?
+        """,
+        [run_id, spike_id, limit],
+    )
+
+
+def lr_law_fit(wh: Warehouse) -> pl.DataFrame:
+    """The fitted LR-annealing law parameters and fit error (``lr_law_fit``)."""
+    return wh.query("SELECT * FROM lr_law_fit")
+
+
+def lr_law_curves(wh: Warehouse) -> pl.DataFrame:
+    """Observed and predicted loss per schedule and step (``lr_law_curves``)."""
+    return wh.query("SELECT * FROM lr_law_curves ORDER BY schedule, step")
+
+
+def table_rows(wh: Warehouse, table: str) -> pl.DataFrame:
+    """All rows of a small derived table named in the app's export list (e.g. ``ngram_correlations``)."""
+    return wh.query(f'SELECT * FROM "{table}"')

@@ -1,0 +1,1 @@
+"""The explorer's pages, one module each with a ``render(ctx)`` function."""

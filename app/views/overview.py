@@ -1,0 +1,78 @@
+"""Runs overview: what is in the warehouse, and each run's loss / grad-norm / lr with spikes and checkpoints."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import polars as pl
+import streamlit as st
+
+from app import queries as q
+from app.context import PageContext, empty_state
+from app.figures import plot_config, traces_figure
+
+PLOT_CONFIG = plot_config("ldw-traces")
+
+
+def render(ctx: PageContext) -> None:
+    """Draw the overview page."""
+    st.header("Runs overview")
+    summary = ctx.source.get(q.run_summary)
+    if summary.height == 0:
+        empty_state("runs", "ldw ingest RUN_DIR ...", "or `ldw demo` for a complete offline example")
+        return
+    evalset = ctx.source.get(q.eval_summary)
+    cols = st.columns(5)
+    cols[0].metric("runs", f"{summary.height}")
+    cols[1].metric("checkpoints done", f"{int(summary['done'].sum()):,} / {int(summary['checkpoints'].sum()):,}")
+    cols[2].metric("pending / failed", f"{int(summary['pending'].sum()):,} / {int(summary['failed'].sum()):,}")
+    cols[3].metric("evaluation tokens", f"{evalset.get('n_tokens', 0):,}" if evalset else "—")
+    cols[4].metric("surprisal values", f"{int(summary['tokens_scored'].sum()):,}")
+    st.dataframe(
+        summary.with_columns(pl.col("tokens_scored").cast(pl.Int64)), hide_index=True,
+        column_config={"tokens_scored": st.column_config.NumberColumn("tokens scored", format="%d"),
+                       "duplicates": st.column_config.NumberColumn("duplicate weights", help=(
+                           "checkpoints whose weights hash equal to an earlier step (flagged by ingest)"))},
+    )
+    if not evalset:
+        empty_state("evaluation set", "ldw evalset", "then `ldw sweep`")
+    elif int(summary["done"].sum()) == 0:
+        empty_state("surprisal", "ldw sweep")
+    failed = ctx.source.get(q.failed_checkpoints)
+    if failed.height:
+        with st.expander(f"{failed.height} failed checkpoint(s)"):
+            st.dataframe(failed, hide_index=True)
+    _traces(ctx)
+
+
+def _traces(ctx: PageContext) -> None:
+    st.subheader("Training traces")
+    names = ctx.source.get(q.trace_names)
+    if not names:
+        empty_state("training log", "ldw ingest", "on runs that have a training log (trainer_state.json, CSV, JSONL)")
+        return
+    default = [n for n in names if n in q.TRACE_ORDER] or names[:3]
+    shown = st.multiselect("traces", names, default=default, key="overview_traces")
+    if not shown or not ctx.runs:
+        st.caption("Pick at least one trace and one run.")
+        return
+    fig, notes = traces_view(ctx, shown)
+    st.plotly_chart(fig, key="traces_chart", config=PLOT_CONFIG)
+    st.caption("; ".join(notes) + ".")
+    if not ctx.has("spikes"):
+        empty_state("spike detection", "ldw spikes")
+
+
+def traces_view(ctx: PageContext, names: list[str]) -> tuple[go.Figure, list[str]]:
+    """The traces figure of the selected runs and its caption notes."""
+    traces = ctx.source.get(q.traces_downsampled, ctx.runs, names, ctx.log_x)
+    spikes = ctx.source.get(q.spikes, ctx.runs) if ctx.has("spikes") else pl.DataFrame()
+    checkpoints = ctx.source.get(q.checkpoint_table, ctx.runs)
+    fig = traces_figure(traces, spikes, checkpoints, ctx.colors, names, ctx.log_x)
+    notes = ["ticks on the bottom row: checkpoints (| swept, × pending or failed)"]
+    if traces.height and int(traces["points"].max()) > 1:
+        notes.append("long traces are averaged into ~1,500 step buckets")
+    if ctx.log_x:
+        notes.append("step 0 is not drawn on the log axis")
+    if spikes.height:
+        notes.append("▼ and shaded bands: detected spikes")
+    return fig, notes

@@ -1,0 +1,191 @@
+"""Interaction latency of the explorer's queries on a synthetic warehouse at the Chang et al. scale.
+
+Builds (or reuses, with ``--dir``) a warehouse of TOKENS x RUNS x CHECKPOINTS
+through the Warehouse API (one surprisal file of TOKENS float32 per run and
+checkpoint, plus every derived table the app reads, and optionally the
+token-major ``token_curves_raw``), then times the app's query functions the
+way a page calls them on a cache miss: each call opens its own read-only
+connection. Token lookups are timed on distinct random tokens (median and
+max); everything else is the median of ``--repeats`` calls. Targets: a
+token's curves for all runs < 200 ms, population density views < 1 s.
+
+    python benchmarks/app_latency.py                                   # 1M x 5 x 222 (~13 GB, long build)
+    python benchmarks/app_latency.py --tokens 65536 --runs 2 --checkpoints 20 --dir /tmp/ldw-bench-small
+
+Prints a table and writes ``benchmarks/results/app_latency.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app import population_queries as pop  # noqa: E402
+from app import queries as q  # noqa: E402
+from app import search_queries as sq  # noqa: E402
+from app import token_queries as tq  # noqa: E402
+from app.source import warehouse_version  # noqa: E402
+from tests.app.synthetic import SyntheticSpec, build_synthetic_warehouse  # noqa: E402
+from tests.app.token_major import write_token_curves_raw  # noqa: E402
+from warehouse import Warehouse  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "app_latency.json"
+SPEC_FILE = "benchmark_spec.json"
+SEQ_LEN = 128
+
+
+def spec_from_args(args: argparse.Namespace) -> SyntheticSpec:
+    """Warehouse sizes: sequences of 128 tokens, every position but the first scored."""
+    return SyntheticSpec(n_sequences=math.ceil(args.tokens / (SEQ_LEN - 1)), seq_len=SEQ_LEN, n_runs=args.runs,
+                         n_checkpoints=args.checkpoints, vocab_size=args.vocab, max_step=args.max_step,
+                         trace_every=args.trace_every, smoothed=not args.no_smoothed, top_n=1000)
+
+
+def ensure_warehouse(root: Path, spec: SyntheticSpec, token_major: bool) -> dict[str, Any]:
+    """Build the warehouse unless ``root`` already holds one of the same spec; returns build facts."""
+    wanted = {k: getattr(spec, k) for k in spec.__dataclass_fields__}
+    marker = root / SPEC_FILE
+    stored = json.loads(marker.read_text()) if marker.exists() else {}
+    facts: dict[str, Any] = {k: v for k, v in stored.items() if k != "spec"}
+    facts["built"] = False
+    if stored.get("spec") != wanted:
+        if (root / "catalog.duckdb").exists():
+            raise SystemExit(f"{root}: holds a warehouse of another size; pass an empty --dir")
+        start = time.perf_counter()
+        build_synthetic_warehouse(root, spec, progress=True)
+        facts = {"built": True, "build_s": round(time.perf_counter() - start, 1)}
+    wh = Warehouse.open(root)
+    if token_major and tq.raw_table_chunk(Warehouse.open(root, read_only=True)) is None:
+        start = time.perf_counter()
+        write_token_curves_raw(wh, chunk_tokens=32_768)
+        facts["token_major_build_s"] = round(time.perf_counter() - start, 1)
+    marker.write_text(json.dumps({"spec": wanted, **{k: v for k, v in facts.items() if k != "built"}}))
+    size = sum(p.stat().st_size for p in (root / "parquet").rglob("*.parquet"))
+    facts["parquet_gb"] = round(size / 1e9, 2)
+    return facts
+
+
+def timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float]:
+    """(result, milliseconds) of one call."""
+    start = time.perf_counter()
+    result = fn(*args)
+    return result, (time.perf_counter() - start) * 1000
+
+
+def over_tokens(fn: Callable[..., Any], wh: Warehouse, tokens: list[int], *rest: Any) -> dict[str, float]:
+    """Median / max ms of ``fn(wh, token, *rest)`` over distinct tokens (each a cache miss in the app)."""
+    times = [timed(fn, wh, t, *rest)[1] for t in tokens]
+    return {"median_ms": statistics.median(times), "max_ms": max(times), "calls": len(times)}
+
+
+def repeated(fn: Callable[..., Any], repeats: int, *args: Any) -> dict[str, float]:
+    """Median / max ms of ``repeats`` identical calls."""
+    times = [timed(fn, *args)[1] for _ in range(repeats)]
+    return {"median_ms": statistics.median(times), "max_ms": max(times), "calls": len(times)}
+
+
+def token_page(wh: Warehouse, token: int, runs: list[str], chunk: int | None) -> None:
+    """Everything the token page queries for a newly selected token (vocabulary and table facts cached)."""
+    row = tq.token_row(wh, token)
+    tq.sequence_ids(wh, (row["seq_id"],))
+    tq.raw_curves(wh, token, runs, chunk)
+    tq.smoothed_curves(wh, token, runs)
+    tq.token_metrics(wh, token)
+    tq.crossrun_row(wh, token)
+    tq.ngram_row(wh, token)
+
+
+def measure(root: Path, repeats: int, n_tokens: int, seed: int) -> dict[str, dict[str, float]]:
+    """Time every query family; keys name the query and its scope."""
+    wh = Warehouse.open(root, read_only=True)
+    runs = wh.run_ids()
+    rng = np.random.default_rng(seed)
+    tokens = [int(t) for t in rng.choice(wh.token_count(), size=repeats * 2, replace=False)]
+    chunk = tq.raw_table_chunk(wh)
+    final, freq = pop.Field("token_metrics", "final_surprisal"), pop.Field("ngram_stats", "log2_unigram_freq")
+    out: dict[str, dict[str, float]] = {}
+    out["token curves, all runs (surprisal files)"] = over_tokens(tq.raw_curves, wh, tokens, runs, None)
+    if chunk is not None:
+        out["token curves, all runs (token_curves_raw)"] = over_tokens(tq.raw_curves, wh, tokens, runs, chunk)
+    out["smoothed G, all runs (token_curves_smoothed)"] = over_tokens(tq.smoothed_curves, wh, tokens, runs)
+    out["token page, new token (all queries)"] = over_tokens(token_page, wh, tokens, runs, chunk)
+    out["warehouse version"] = repeated(warehouse_version, repeats, root)
+    out["table list"] = repeated(q.table_columns, repeats, wh)
+    out["overview: run summary"] = repeated(q.run_summary, repeats, wh)
+    out["overview: traces (3 x runs, bucketed)"] = repeated(q.traces_downsampled, repeats, wh, runs,
+                                                            ["loss", "grad_norm", "lr"], True)
+    out["overview: checkpoints + spikes"] = repeated(lambda: (q.checkpoint_table(wh, runs), q.spikes(wh, runs)),
+                                                     repeats)
+    out["search: token text, exact"] = repeated(sq.search_token_text, repeats, wh, " the", "exact", 200)
+    out["search: token text, contains"] = repeated(sq.search_token_text, repeats, wh, "IN", "contains (any case)", 200)
+    out["search: token id"] = repeated(sq.search_token_id, repeats, wh, 7, 200)
+    out["search: rank one run (latest AoA)"] = repeated(sq.rank_tokens, repeats, wh, "latest_aoa", runs[0], 200)
+    out["search: rank across runs (crossrun var)"] = repeated(sq.rank_tokens, repeats, wh, "most_variable_seeds",
+                                                              None, 200)
+    out["search: vocabulary (once per version)"] = repeated(tq.vocab_texts, 1, wh)
+    texts, build_ms = timed(sq.sequence_texts, wh)
+    out["search: context index (once per version)"] = {"median_ms": build_ms, "max_ms": build_ms, "calls": 1}
+    out["search: context text (indexed)"] = repeated(
+        lambda: sq.hits_at(wh, *map(tuple, sq.context_matches(texts, " of the", sq.CONTEXT_TARGETS[1]))), repeats)
+    final_range, freq_range = pop.field_range(wh, final), pop.field_range(wh, freq)
+    out["population: field range (once per field and version)"] = repeated(pop.field_range, repeats, wh, final)
+    out["population: histogram, all runs"] = repeated(pop.histogram, repeats, wh, final, None, final_range, 60)
+    out["population: density + trend, freq x final, all runs"] = repeated(pop.density, repeats, wh, freq, final,
+                                                                          None, freq_range, final_range, 80)
+    out["population: density + trend, 2 of the runs"] = repeated(pop.density, repeats, wh, freq, final, runs[:2],
+                                                                 freq_range, final_range, 80)
+    out["population: mean curves by freq, 1 run, 65,536 tokens"] = repeated(
+        pop.mean_curves_by_frequency, max(1, repeats // 2), wh, runs[0], min(65_536, n_tokens))
+    return out
+
+
+def main() -> None:
+    """Parse arguments, build or reuse the warehouse, time, print and save."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/ldw-app-bench"), help="warehouse to build or reuse")
+    parser.add_argument("--tokens", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--checkpoints", type=int, default=222)
+    parser.add_argument("--vocab", type=int, default=50_277)
+    parser.add_argument("--max-step", type=int, default=143_000)
+    parser.add_argument("--trace-every", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-smoothed", action="store_true", help="skip token_curves_smoothed (saves ~4 GB)")
+    parser.add_argument("--no-token-major", action="store_true", help="skip the token-major token_curves_raw")
+    args = parser.parse_args()
+    spec = spec_from_args(args)
+    facts = ensure_warehouse(args.dir, spec, token_major=not args.no_token_major)
+    results = measure(args.dir, args.repeats, spec.n_tokens, seed=0)
+    size = f"{spec.n_tokens:,} tokens x {spec.n_runs} runs x {spec.n_checkpoints} checkpoints"
+    print(f"\napp latency on {size} ({facts['parquet_gb']} GB of Parquet), {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"{'query':62s} {'median ms':>10s} {'max ms':>10s} {'calls':>6s}")
+    for name, row in results.items():
+        print(f"{name:62s} {row['median_ms']:10.1f} {row['max_ms']:10.1f} {row['calls']:6d}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "size": {"tokens": spec.n_tokens, "runs": spec.n_runs, "checkpoints": spec.n_checkpoints,
+                 "surprisal_files": spec.n_runs * spec.n_checkpoints},
+        "build": facts, "machine": {"cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0],
+                                    "python": platform.python_version(), "platform": platform.platform()},
+        "targets_ms": {"token curves, all runs": 200, "population density": 1000},
+        "results": results,
+    }, indent=2))
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""Warehouses for the app tests: a complete synthetic one, and one with nothing computed yet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.app.synthetic import SyntheticInfo, SyntheticSpec, build_synthetic_warehouse
+from warehouse import CheckpointRecord, RunRecord, Warehouse
+
+MAIN = Path(__file__).resolve().parents[2] / "app" / "main.py"
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> SyntheticInfo:
+    """3 runs x 12 checkpoints x 600 tokens with every derived table the app reads."""
+    return build_synthetic_warehouse(tmp_path_factory.mktemp("app") / "warehouse", SyntheticSpec())
+
+
+@pytest.fixture(scope="session")
+def bare(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A warehouse with one ingested run (checkpoints pending), no evaluation set, sweep or analysis."""
+    root = tmp_path_factory.mktemp("app-bare") / "warehouse"
+    wh = Warehouse.create(root)
+    wh.upsert_run(RunRecord("solo", "solo", 0, "/runs/solo", "step_folders", "gpt_neox", {}, None, "fp", None, {}))
+    wh.upsert_checkpoints("solo", [CheckpointRecord(s, None, f"/runs/solo/step{s}", f"h{s}", None) for s in (0, 1, 2)])
+    return root
+
+
+def app_at(root: Path, monkeypatch: pytest.MonkeyPatch, **params: str) -> AppTest:
+    """The app script on ``root`` with URL query parameters, run once."""
+    monkeypatch.setenv("LDW_WAREHOUSE", str(root))
+    at = AppTest.from_file(str(MAIN), default_timeout=60)
+    for key, value in params.items():
+        at.query_params[key] = value
+    return at.run()

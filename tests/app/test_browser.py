@@ -1,0 +1,119 @@
+"""End to end in a real headless Chromium: the launcher serves the app, a user finds a token and sees its curves.
+
+Needs Debian's ``chromium`` at /usr/bin/chromium and the ``playwright`` Python
+package (its own browser download is not used). Screenshots land in the test's
+tmp dir.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.app.synthetic import SyntheticInfo
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+REPO = Path(__file__).resolve().parents[2]
+TIMEOUT_MS = 60_000
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
+sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package (pip install playwright)")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the app exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"the app did not answer at {url} within 90 s:\n{log.read_text()}")
+
+
+@pytest.fixture(scope="module")
+def server(synthetic: SyntheticInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The app served by ``app.launch.launch`` on a free port; the server's process group is ended after."""
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "streamlit.log"
+    code = ("import sys; from pathlib import Path; from app.launch import launch; "
+            "raise SystemExit(launch(Path(sys.argv[1]), port=int(sys.argv[2])))")
+    with log.open("w") as out:
+        process = subprocess.Popen([sys.executable, "-c", code, str(synthetic.root), str(port)], cwd=REPO,
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, process, log)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _plot_trace_counts(page) -> list[int]:
+    return page.evaluate(
+        "() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(d => (d.data || []).length)"
+    )
+
+
+def test_find_a_token_and_see_its_curves_and_the_traces(server: str, tmp_path: Path) -> None:
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1300})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(f"{server}/?page=tokens")
+            box = page.get_by_label("token text", exact=True).and_(page.locator("input[type=text]"))
+            box.fill("the")
+            box.press("Enter")
+            picker = page.get_by_role("combobox", name="open a result")
+            picker.click()
+            page.get_by_role("option").first.click()
+            chart = page.locator(".js-plotly-plot").first
+            chart.wait_for()
+            page.wait_for_function("() => document.querySelector('.js-plotly-plot')?.data?.length > 0")
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(tmp_path / "token-explorer.png"))
+            chart.screenshot(path=str(tmp_path / "token-curves.png"))
+            assert "token=" in page.url and "page=tokens" in page.url
+            assert min(_plot_trace_counts(page)) >= 3  # one raw series per run, at least
+            assert "surprisal (bits)" in chart.inner_text()
+
+            page.get_by_text("Runs overview").click()
+            page.get_by_role("heading", name="Training traces").wait_for()
+            page.wait_for_function("() => document.querySelector('.js-plotly-plot')?.data?.length > 0")
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(tmp_path / "overview.png"))
+            traces = page.locator(".js-plotly-plot").first
+            traces.screenshot(path=str(tmp_path / "traces.png"))
+            assert "page=overview" in page.url
+            assert _plot_trace_counts(page)[0] >= 9  # 3 runs x (loss, grad_norm, lr) at least
+            assert "learning rate" in traces.inner_text()
+        finally:
+            browser.close()
+    assert (tmp_path / "token-curves.png").stat().st_size > 10_000

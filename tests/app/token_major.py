@@ -1,0 +1,51 @@
+"""Writer of the token-major raw-curve table ``token_curves_raw`` that the app reads when present.
+
+The layout the app expects (a proposal for ``ldw metrics``, which already
+reads these matrices chunk by chunk): the rows of the ``surprisal`` view
+(run_id, step, token_idx, surprisal_bits) sorted by token_idx, then run, then
+step, in parts ``chunk-NNNNNN`` holding tokens ``N * chunk_tokens`` up to the
+next chunk. Parameters: ``steps`` = run_id -> the done steps it was built from
+(so the app can tell when a later sweep made it stale) and ``chunk_tokens``
+(so the app opens only the part holding a token). With 65,536-row groups one
+token's rows (runs x checkpoints) fall in one or two row groups of that part.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from warehouse import Warehouse
+
+TABLE = "token_curves_raw"
+
+
+def write_token_curves_raw(wh: Warehouse, chunk_tokens: int = 16_384) -> int:
+    """Rewrite ``token_curves_raw`` from every run's done checkpoints; returns the number of parts."""
+    run_ids = wh.run_ids()
+    steps = {run_id: wh.surprisal_matrix(run_id, 0, 0)[0] for run_id in run_ids}
+    params = {"steps": {r: s.tolist() for r, s in steps.items()}, "chunk_tokens": chunk_tokens,
+              "order": "token_idx, run_id, step"}
+    wh.clear_derived(TABLE)
+    n = wh.token_count()
+    parts = 0
+    for index, lo in enumerate(range(0, n, chunk_tokens)):
+        hi = min(n, lo + chunk_tokens)
+        runs, step_cols, token_cols, values = [], [], [], []
+        for code, run_id in enumerate(run_ids):
+            run_steps, token_idx, matrix = wh.surprisal_matrix(run_id, lo, hi)
+            runs.append(np.full(matrix.size, code, dtype=np.int32))
+            step_cols.append(np.tile(run_steps, len(token_idx)))
+            token_cols.append(np.repeat(token_idx, len(run_steps)))
+            values.append(matrix.ravel())
+        token_idx = np.concatenate(token_cols)
+        order = np.argsort(token_idx, kind="stable")
+        table = pa.table({
+            "run_id": pa.DictionaryArray.from_arrays(pa.array(np.concatenate(runs)[order]), pa.array(run_ids)),
+            "step": pa.array(np.concatenate(step_cols)[order]),
+            "token_idx": pa.array(token_idx[order]),
+            "surprisal_bits": pa.array(np.concatenate(values)[order]),
+        })
+        wh.write_derived(TABLE, table, params, part=f"chunk-{index:06d}")
+        parts += 1
+    return parts
