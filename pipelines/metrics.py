@@ -79,7 +79,7 @@ def _curve_table(run_id: str, token_idx: np.ndarray, smoothed: np.ndarray) -> pa
     })
 
 
-def _raw_curve_table(run_ids: list[str], steps: list[np.ndarray], token_idx: np.ndarray,
+def raw_curve_table(run_ids: list[str], steps: list[np.ndarray], token_idx: np.ndarray,
                      matrices: list[np.ndarray]) -> pa.Table:
     """Token-major copy of the raw surprisal (token, then run, then step) so one token's curves are one read."""
     values = np.concatenate(matrices, axis=1)  # [T, sum of each run's checkpoints]
@@ -196,7 +196,7 @@ def compute_metrics(
             write["crossrun_metrics"](part, _crossrun_table(tokens, accumulator.result(), per_run))
             if store_curves:
                 write["token_curves_smoothed"](part, pa.concat_tables(curve_parts))
-                write["token_curves_raw"](part, _raw_curve_table(run_ids, [run_steps[r] for r in run_ids], tokens,
+                write["token_curves_raw"](part, raw_curve_table(run_ids, [run_steps[r] for r in run_ids], tokens,
                                                                  raw_parts))
     return {
         "runs": run_ids, "skipped_runs": skipped, "tokens": n_tokens, "chunks": len(chunks),

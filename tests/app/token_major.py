@@ -1,4 +1,4 @@
-"""Writer of the token-major raw-curve table ``token_curves_raw`` that the app reads when present.
+"""Writes ``token_curves_raw`` (the table ``ldw metrics`` writes) for any runs, without computing metrics.
 
 The layout the app expects (a proposal for ``ldw metrics``, which already
 reads these matrices chunk by chunk): the rows of the ``surprisal`` view
@@ -12,9 +12,7 @@ token's rows (runs x checkpoints) fall in one or two row groups of that part.
 
 from __future__ import annotations
 
-import numpy as np
-import pyarrow as pa
-
+from pipelines.metrics import raw_curve_table
 from warehouse import Warehouse
 
 TABLE = "token_curves_raw"
@@ -31,21 +29,8 @@ def write_token_curves_raw(wh: Warehouse, chunk_tokens: int = 16_384) -> int:
     parts = 0
     for index, lo in enumerate(range(0, n, chunk_tokens)):
         hi = min(n, lo + chunk_tokens)
-        runs, step_cols, token_cols, values = [], [], [], []
-        for code, run_id in enumerate(run_ids):
-            run_steps, token_idx, matrix = wh.surprisal_matrix(run_id, lo, hi)
-            runs.append(np.full(matrix.size, code, dtype=np.int32))
-            step_cols.append(np.tile(run_steps, len(token_idx)))
-            token_cols.append(np.repeat(token_idx, len(run_steps)))
-            values.append(matrix.ravel())
-        token_idx = np.concatenate(token_cols)
-        order = np.argsort(token_idx, kind="stable")
-        table = pa.table({
-            "run_id": pa.DictionaryArray.from_arrays(pa.array(np.concatenate(runs)[order]), pa.array(run_ids)),
-            "step": pa.array(np.concatenate(step_cols)[order]),
-            "token_idx": pa.array(token_idx[order]),
-            "surprisal_bits": pa.array(np.concatenate(values)[order]),
-        })
+        reads = [wh.surprisal_matrix(run_id, lo, hi) for run_id in run_ids]
+        table = raw_curve_table(run_ids, [r[0] for r in reads], reads[0][1], [r[2] for r in reads])
         wh.write_derived(TABLE, table, params, part=f"chunk-{index:06d}")
         parts += 1
     return parts
