@@ -79,12 +79,13 @@ def raw_curves(wh: Warehouse, token_idx: int, runs: list[str], chunk_tokens: int
     view (one row group of every surprisal file).
     """
     if chunk_tokens is not None:
-        part = wh.parquet_dir / "derived" / "token_curves_raw" / f"chunk-{token_idx // chunk_tokens:06d}.parquet"
-        if part.exists():
+        folder = wh.derived_location("token_curves_raw")
+        part = f"{folder}/chunk-{token_idx // chunk_tokens:06d}.parquet"
+        if folder is not None and wh.store.exists(part):
             return wh.query(
                 "SELECT run_id::VARCHAR AS run_id, step, surprisal_bits::DOUBLE AS bits FROM read_parquet(?) "
                 f"WHERE token_idx = ? AND run_id IN {_placeholders(runs)} ORDER BY run_id, step",
-                [[str(part)], token_idx, *runs],
+                [[part], token_idx, *runs],
             )
     return wh.query(
         "SELECT run_id, step, surprisal_bits::DOUBLE AS bits FROM surprisal "

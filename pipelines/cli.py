@@ -1,4 +1,4 @@
-"""The ``ldw`` command line: train, ingest, evalset, sweep, status, doctor, demo, app (analyses in cli_analysis)."""
+"""The ``ldw`` command line: train, init, ingest, evalset, sweep, status, doctor, demo, app (analyses in cli_analysis)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,19 @@ from pipelines.cli_common import DEFAULT_WAREHOUSE, QuietOpt, WarehouseOpt, app,
 from pipelines.errors import LdwError
 from probe.errors import ProbeError
 from warehouse import WarehouseError
+
+@app.command()
+def init(
+    warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
+    storage: Annotated[Optional[str], typer.Option(
+        help="fsspec URL for the Parquet tables, e.g. s3://bucket/prefix (default: WAREHOUSE/parquet).")] = None,
+) -> None:
+    """Create an empty warehouse; with --storage its Parquet tables live on object storage."""
+    from warehouse import Warehouse
+
+    wh = Warehouse.create(warehouse, storage)
+    console.print(f"warehouse {wh.root}: catalog {wh.catalog_path.name}, Parquet tables in {wh.store.url}")
+
 
 @app.command()
 def ingest(

@@ -1,5 +1,7 @@
-"""The warehouse: one folder with ``catalog.duckdb`` and ``parquet/``.
+"""The warehouse: one folder with ``catalog.duckdb`` and, by default, ``parquet/``.
 
+The Parquet tables may instead live on object storage (see
+``warehouse.storage``), chosen once when the warehouse is created.
 Connections are short-lived: every operation opens the catalog, does its work
 and closes it, so a sweep writing and an app reading can take turns on the
 DuckDB file lock. Parquet tables are exposed as views with absolute paths,
@@ -21,14 +23,16 @@ import polars as pl
 from warehouse.clock import utcnow
 from warehouse.derived import DerivedMixin
 from warehouse.errors import WarehouseError
+from warehouse.failpoints import failpoint
 from warehouse.evalset import EvalSetMixin
 from warehouse.runs import RunsMixin
 from warehouse.surprisal import SurprisalMixin
 from warehouse.traces import TracesMixin
+from warehouse.storage import ParquetStore
 from warehouse.schemas import CATALOG_DDL, PARQUET_TABLES, SURPRISAL, TRACES, EVAL_SEQUENCES, EVAL_TOKENS
 
 CATALOG_FILE = "catalog.duckdb"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
 LOCK_WAIT_S = 60.0
 
 # Where each Parquet-backed table's files live, relative to parquet/.
@@ -60,6 +64,7 @@ class CatalogCore:
     def __init__(self, root: Path, read_only: bool = False) -> None:
         self.root = Path(root).resolve()
         self.read_only = read_only
+        self._store: ParquetStore | None = None
 
     @property
     def catalog_path(self) -> Path:
@@ -67,22 +72,45 @@ class CatalogCore:
         return self.root / CATALOG_FILE
 
     @property
-    def parquet_dir(self) -> Path:
-        """Folder holding the bulk Parquet tables."""
-        return self.root / "parquet"
+    def store(self) -> ParquetStore:
+        """Where the bulk Parquet tables live (``parquet/`` beside the catalog unless chosen otherwise)."""
+        if self._store is None:
+            with self.connect():
+                pass
+        assert self._store is not None
+        return self._store
 
     @classmethod
-    def create(cls, root: Path) -> "Warehouse":
-        """Create (or open) a warehouse folder with its catalog tables and views."""
+    def create(cls, root: Path, storage: str | None = None) -> "Warehouse":
+        """Create (or open) a warehouse folder with its catalog tables and views.
+
+        ``storage`` is an fsspec URL for the Parquet tables (e.g.
+        ``s3://bucket/prefix``); it can only be chosen when the warehouse is new.
+        """
         root = Path(root)
         try:
             root.mkdir(parents=True, exist_ok=True)
-            (root / "parquet").mkdir(exist_ok=True)
         except OSError as exc:
             raise WarehouseError(f"{root}: cannot create warehouse folder ({exc.strerror})") from exc
         wh = cls(root)
+        if storage is not None:
+            wh._set_storage(storage)
         wh._init_catalog()
         return wh
+
+    def _set_storage(self, storage: str) -> None:
+        url = ParquetStore(storage).url
+        with self.connect() as con:
+            con.execute(CATALOG_DDL["meta"][0])
+            current = con.execute("SELECT value FROM meta WHERE key = 'parquet_url'").fetchone()
+            if current is not None and current[0] != url:
+                raise WarehouseError(f"{self.catalog_path}: Parquet storage is {current[0]}, not {url}")
+            has_data = con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'eval_sets'").fetchone()[0]
+            if current is None and has_data:
+                raise WarehouseError(f"{self.catalog_path}: storage can only be chosen for a new warehouse")
+            con.execute("INSERT OR IGNORE INTO meta VALUES ('parquet_url', ?)", [url])
+        self._store = None
 
     @classmethod
     def open(cls, root: Path, read_only: bool = False) -> "Warehouse":
@@ -92,7 +120,10 @@ class CatalogCore:
             raise WarehouseError(
                 f"{wh.root}: not a warehouse (no {CATALOG_FILE}); run `ldw ingest` or `ldw demo` first"
             )
-        if not read_only:
+        if read_only:
+            with wh.connect() as con:
+                wh._check_format(con)
+        else:
             wh._init_catalog()
         return wh
 
@@ -110,10 +141,21 @@ class CatalogCore:
                     raise WarehouseError(f"{self.catalog_path}: cannot open catalog ({exc})") from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
+        failpoint("catalog-open")
         try:
+            self._attach_store(con)
             yield con
         finally:
             con.close()
+
+    def _attach_store(self, con: duckdb.DuckDBPyConnection) -> None:
+        if self._store is None:
+            url = None
+            if con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'").fetchone()[0]:
+                row = con.execute("SELECT value FROM meta WHERE key = 'parquet_url'").fetchone()
+                url = row[0] if row else None
+            self._store = ParquetStore(url or str(self.root / "parquet"))
+        self._store.attach(con)
 
     def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None) -> pl.DataFrame:
         """Run a query with bound parameters and return a Polars frame."""
@@ -129,11 +171,7 @@ class CatalogCore:
         with self.connect() as con:
             for ddl, _ in CATALOG_DDL.values():
                 con.execute(ddl)
-            current = con.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
-            if current is not None and current[0] != FORMAT_VERSION:
-                raise WarehouseError(
-                    f"{self.catalog_path}: warehouse format {current[0]}, this ldw reads {FORMAT_VERSION}"
-                )
+            self._check_format(con)
             con.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('format_version', ?), ('created_at', ?)",
                 [FORMAT_VERSION, utcnow().isoformat()],
@@ -144,6 +182,14 @@ class CatalogCore:
                 con.execute("INSERT OR REPLACE INTO schema_versions VALUES (?, ?)", [name, version])
             self._create_views(con)
 
+    def _check_format(self, con: duckdb.DuckDBPyConnection) -> None:
+        current = con.execute("SELECT value FROM meta WHERE key = 'format_version'").fetchone()
+        if current is not None and current[0] != FORMAT_VERSION:
+            raise WarehouseError(
+                f"{self.catalog_path}: warehouse format {current[0]}, this ldw reads {FORMAT_VERSION}; "
+                "rebuild it in a new folder (ingest, evalset, sweep)"
+            )
+
     def refresh_views(self) -> None:
         """Re-create the views over the Parquet tables (after files appear)."""
         if self.read_only:
@@ -153,9 +199,9 @@ class CatalogCore:
 
     def _create_views(self, con: duckdb.DuckDBPyConnection) -> None:
         views = {name: self._view_sql(name, pattern, EMPTY_SCHEMAS[name]) for name, pattern in TABLE_GLOBS.items()}
-        for (name,) in con.execute("SELECT table_name FROM derived_tables").fetchall():
-            pattern = f"derived/{name}/*.parquet"
-            has_files = any(self.parquet_dir.glob(pattern))
+        for name, location in con.execute("SELECT table_name, location FROM derived_tables").fetchall():
+            pattern = f"{location}/*.parquet"
+            has_files = bool(self.store.glob(pattern))
             views[name] = self._view_sql(name, pattern, None) if has_files else f'DROP VIEW IF EXISTS "{name}"'
         for sql in views.values():
             try:
@@ -165,8 +211,8 @@ class CatalogCore:
                 continue
 
     def _view_sql(self, name: str, pattern: str, schema: Any) -> str:
-        if any(self.parquet_dir.glob(pattern)):
-            path = str(self.parquet_dir / pattern).replace("'", "''")
+        if self.store.glob(pattern):
+            path = self.store.path(pattern).replace("'", "''")
             return f"CREATE OR REPLACE VIEW \"{name}\" AS SELECT * FROM read_parquet('{path}')"
         cols = ", ".join(
             f'CAST(NULL AS {DUCKDB_TYPES[str(f.type)]}) AS "{f.name}"' for f in schema
@@ -177,12 +223,12 @@ class CatalogCore:
         """Key/value facts about the warehouse (format version, creation time)."""
         return dict(self.query("SELECT key, value FROM meta").iter_rows())
 
-    def record_derived(self, table: str, params: dict[str, Any], version: int) -> None:
-        """Record a derived table's parameters and refresh its view."""
+    def record_derived(self, table: str, params: dict[str, Any], version: int, location: str) -> None:
+        """Record a derived table's parameters and folder (relative to the store) and refresh its view."""
         with self.connect() as con:
             con.execute(
-                "INSERT OR REPLACE INTO derived_tables VALUES (?, ?, ?, ?)",
-                [table, json.dumps(params, sort_keys=True, default=str), utcnow(), version],
+                "INSERT OR REPLACE INTO derived_tables VALUES (?, ?, ?, ?, ?)",
+                [table, json.dumps(params, sort_keys=True, default=str), utcnow(), version, location],
             )
             self._create_views(con)
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pyarrow.parquet as pq
 
 from warehouse.catalog import Warehouse
 from warehouse.errors import WarehouseError
@@ -18,8 +15,8 @@ def checkpoint_surprisal(wh: Warehouse, run_id: str, step: int) -> np.ndarray:
     )
     if rows.height == 0:
         raise WarehouseError(f"{wh.root}: run '{run_id}' has no completed surprisal file at step {step}")
-    path = Path(rows["surprisal_file"][0])
-    table = pq.read_table(path, columns=["token_idx", "surprisal_bits"])
+    path = rows["surprisal_file"][0]
+    table = wh.store.parquet_file(path).read(columns=["token_idx", "surprisal_bits"])
     values = table.column("surprisal_bits").to_numpy()
     order = table.column("token_idx").to_numpy()
     if not np.array_equal(order, np.arange(len(order))):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,13 +12,18 @@ import polars as pl
 import pyarrow as pa
 
 from warehouse.errors import WarehouseError
-from warehouse.parquet_io import write_parquet_atomic
 
 DERIVED_VERSION = 1
 
 
 class DerivedMixin:
-    """Analysis results written by pipelines and read back through views."""
+    """Analysis results written by pipelines and read back through views.
+
+    Each table lives in a version folder ``derived/TABLE/v-XXXXXXXX`` recorded
+    in the catalog; replacing a table writes a new version and switches the
+    catalog row in one transaction, so readers see the old or the new table,
+    never a mix, on a local disk and on object storage alike.
+    """
 
     def write_derived(
         self, table: str, data: pa.Table | pl.DataFrame, params: dict[str, Any], part: str = "all"
@@ -28,52 +31,56 @@ class DerivedMixin:
         """Write one part of a derived table atomically and record its parameters.
 
         Parts let a table be written in pieces (e.g. one per run); a view named
-        ``table`` unions them.
+        ``table`` unions them. A part written again replaces the earlier one.
         """
         _check_name(table)
-        if isinstance(data, pl.DataFrame):
-            data = data.to_arrow()
-        path = self.parquet_dir / "derived" / table / f"{part}.parquet"
-        write_parquet_atomic(data, path, DERIVED_VERSION)
-        self.record_derived(table, params, DERIVED_VERSION)
+        location = self._derived_location(table) or _new_location(table)
+        self.store.write(_arrow(data), self.store.path(location, f"{part}.parquet"), DERIVED_VERSION)
+        self.record_derived(table, params, DERIVED_VERSION, location)
 
     @contextmanager
     def replace_derived(self, table: str, params: dict[str, Any]) -> Iterator[Callable[[str, pa.Table], None]]:
-        """Rewrite a derived table part by part, swapping it in only when every part is written.
+        """Rewrite a derived table part by part, switching to it only when every part is written.
 
         Yields ``write(part, data)``. Readers see the old table until the new
-        one is complete; a crash leaves the old table and a hidden staging
-        folder that the next rewrite removes.
+        one is complete; a crash leaves the old table and an uncataloged
+        version folder that the next rewrite removes.
         """
         _check_name(table)
-        root = self.parquet_dir / "derived"
-        for stale in root.glob(f".staging-{table}-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        staging = root / f".staging-{table}-{uuid.uuid4().hex[:8]}"
-        staging.mkdir(parents=True)
+        location = _new_location(table)
 
         def write(part: str, data: pa.Table | pl.DataFrame) -> None:
-            if isinstance(data, pl.DataFrame):
-                data = data.to_arrow()
-            write_parquet_atomic(data, staging / f"{part}.parquet", DERIVED_VERSION)
+            self.store.write(_arrow(data), self.store.path(location, f"{part}.parquet"), DERIVED_VERSION)
 
         try:
             yield write
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            self.store.remove(self.store.path(location))
             raise
-        final, old = root / table, root / f".old-{table}-{staging.name[-8:]}"
-        if final.exists():
-            os.replace(final, old)
-        os.replace(staging, final)
-        self.record_derived(table, params, DERIVED_VERSION)
-        shutil.rmtree(old, ignore_errors=True)
+        self.record_derived(table, params, DERIVED_VERSION, location)
+        self._remove_other_versions(table, keep=location)
 
     def clear_derived(self, table: str) -> None:
-        """Drop every part of a derived table (before it is rewritten in parts)."""
-        shutil.rmtree(self.parquet_dir / "derived" / table, ignore_errors=True)
-        self.execute("DELETE FROM derived_tables WHERE table_name = ?", [table])
-        self.refresh_views()
+        """Drop a derived table: its catalog row, its view and its files."""
+        _check_name(table)
+        with self.connect() as con:
+            con.execute("DELETE FROM derived_tables WHERE table_name = ?", [table])
+            con.execute(f'DROP VIEW IF EXISTS "{table}"')
+        self._remove_other_versions(table, keep=None)
+
+    def derived_location(self, table: str) -> str | None:
+        """Folder (absolute path or URL) holding a derived table's parts, or None when absent."""
+        location = self._derived_location(table)
+        return self.store.path(location) if location else None
+
+    def _derived_location(self, table: str) -> str | None:
+        rows = self.query("SELECT location FROM derived_tables WHERE table_name = ?", [table])
+        return rows["location"][0] if rows.height else None
+
+    def _remove_other_versions(self, table: str, keep: str | None) -> None:
+        for name in self.store.children(f"derived/{table}"):
+            if keep is None or f"derived/{table}/{name}" != keep:
+                self.store.remove(self.store.path("derived", table, name))
 
     def derived_params(self, table: str) -> dict[str, Any] | None:
         """Parameters a derived table was computed with (None if absent)."""
@@ -83,6 +90,14 @@ class DerivedMixin:
     def has_table(self, table: str) -> bool:
         """Whether a derived table has been written."""
         return self.query("SELECT 1 FROM derived_tables WHERE table_name = ?", [table]).height > 0
+
+
+def _new_location(table: str) -> str:
+    return f"derived/{table}/v-{uuid.uuid4().hex[:8]}"
+
+
+def _arrow(data: pa.Table | pl.DataFrame) -> pa.Table:
+    return data.to_arrow() if isinstance(data, pl.DataFrame) else data
 
 
 def _check_name(table: str) -> None:

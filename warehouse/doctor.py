@@ -2,62 +2,58 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pyarrow.parquet as pq
-
 from warehouse.catalog import Warehouse
 from warehouse.derived import DERIVED_VERSION
 from warehouse.parquet_io import file_schema_version
 from warehouse.schemas import PARQUET_TABLES
+from warehouse.storage import ParquetStore
 
 
 def check_warehouse(wh: Warehouse) -> list[str]:
     """Every problem found, one line each naming the file; empty when the warehouse is sound."""
+    store = wh.store
     problems: list[str] = []
     n_tokens = wh.token_count() if wh.eval_config() is not None else None
     if n_tokens is not None:
         for name in ("eval_sequences", "eval_tokens"):
-            problems += _check_file(wh.parquet_dir / "eval" / f"{name}.parquet", PARQUET_TABLES[name])
-        path = wh.parquet_dir / "eval" / "eval_tokens.parquet"
-        if path.is_file() and pq.ParquetFile(path).metadata.num_rows != n_tokens:
-            problems.append(f"{path}: {pq.ParquetFile(path).metadata.num_rows} rows, catalog says {n_tokens}")
+            problems += _check_file(store, store.path("eval", f"{name}.parquet"), PARQUET_TABLES[name])
+        path = store.path("eval", "eval_tokens.parquet")
+        if store.exists(path) and (rows := store.parquet_file(path).metadata.num_rows) != n_tokens:
+            problems.append(f"{path}: {rows} rows, catalog says {n_tokens}")
     done = wh.query("SELECT run_id, step, surprisal_file, n_tokens FROM checkpoints WHERE status = 'done'")
     cataloged = set()
-    for run_id, step, file, rows in done.iter_rows():
-        path = Path(file)
+    for run_id, step, path, rows in done.iter_rows():
         cataloged.add(path)
-        found = _check_file(path, PARQUET_TABLES["surprisal"])
+        found = _check_file(store, path, PARQUET_TABLES["surprisal"])
         problems += found
         if not found and rows != n_tokens:
             problems.append(f"{path}: cataloged with {rows} rows for {n_tokens} evaluation tokens")
-        elif not found and pq.ParquetFile(path).metadata.num_rows != rows:
-            problems.append(f"{path}: {pq.ParquetFile(path).metadata.num_rows} rows, catalog says {rows} "
-                            f"({run_id} step {step})")
-    for path in sorted((wh.parquet_dir / "surprisal").glob("*/*.parquet")):
+        elif not found and (stored := store.parquet_file(path).metadata.num_rows) != rows:
+            problems.append(f"{path}: {stored} rows, catalog says {rows} ({run_id} step {step})")
+    for path in store.glob("surprisal/*/*.parquet"):
         if path not in cataloged:
             problems.append(f"{path}: surprisal file not cataloged as done (an interrupted sweep? rerun `ldw sweep`)")
-    for path in sorted((wh.parquet_dir / "traces").glob("*.parquet")):
-        problems += _check_file(path, PARQUET_TABLES["traces"])
-    for (table,) in wh.query("SELECT table_name FROM derived_tables").rows():
-        parts = sorted((wh.parquet_dir / "derived" / table).glob("*.parquet"))
+    for path in store.glob("traces/*.parquet"):
+        problems += _check_file(store, path, PARQUET_TABLES["traces"])
+    for table, location in wh.query("SELECT table_name, location FROM derived_tables").rows():
+        parts = store.glob(f"{location}/*.parquet")
         if not parts:
-            problems.append(f"{wh.parquet_dir / 'derived' / table}: derived table '{table}' has no files")
+            problems.append(f"{store.path(location)}: derived table '{table}' has no files")
         for path in parts:
-            problems += _check_file(path, (None, DERIVED_VERSION))
+            problems += _check_file(store, path, (None, DERIVED_VERSION))
     return problems
 
 
-def _check_file(path: Path, spec: tuple) -> list[str]:
+def _check_file(store: ParquetStore, path: str, spec: tuple) -> list[str]:
     schema, version = spec
-    if not path.is_file():
+    if not store.exists(path):
         return [f"{path}: cataloged file is missing"]
     try:
-        found_schema = pq.read_schema(path)
-        found_version = file_schema_version(path)
+        found_schema = store.parquet_file(path).schema_arrow
     except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, not raised
         return [f"{path}: unreadable Parquet ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"]
     problems = []
+    found_version = file_schema_version(found_schema)
     if found_version != version:
         problems.append(f"{path}: schema version {found_version}, expected {version}")
     if schema is not None and not found_schema.remove_metadata().equals(schema.remove_metadata()):

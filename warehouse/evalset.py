@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from typing import Any
 
 import numpy as np
@@ -13,7 +12,6 @@ import pyarrow as pa
 
 from warehouse.clock import utcnow
 from warehouse.errors import WarehouseError
-from warehouse.parquet_io import write_parquet_atomic
 from warehouse.schemas import EVAL_SEQUENCES, EVAL_TOKENS, PARQUET_TABLES
 
 
@@ -57,11 +55,10 @@ class EvalSetMixin:
             )
         if existing.height:
             self._drop_scored_data()
-        eval_dir = self.parquet_dir / "eval"
-        write_parquet_atomic(sequences.cast(EVAL_SEQUENCES), eval_dir / "eval_sequences.parquet",
-                             PARQUET_TABLES["eval_sequences"][1])
-        write_parquet_atomic(tokens.cast(EVAL_TOKENS), eval_dir / "eval_tokens.parquet",
-                             PARQUET_TABLES["eval_tokens"][1])
+        self.store.write(sequences.cast(EVAL_SEQUENCES), self.store.path("eval", "eval_sequences.parquet"),
+                         PARQUET_TABLES["eval_sequences"][1])
+        self.store.write(tokens.cast(EVAL_TOKENS), self.store.path("eval", "eval_tokens.parquet"),
+                         PARQUET_TABLES["eval_tokens"][1])
         with self.connect() as con:
             con.execute("BEGIN")
             con.execute("DELETE FROM eval_sets")
@@ -75,14 +72,17 @@ class EvalSetMixin:
         return True
 
     def _drop_scored_data(self) -> None:
-        for folder in ("surprisal", "derived"):
-            shutil.rmtree(self.parquet_dir / folder, ignore_errors=True)
         with self.connect() as con:
+            con.execute("BEGIN")
             con.execute(
                 "UPDATE checkpoints SET status = 'pending', error = NULL, probed_at = NULL, "
                 "surprisal_file = NULL, n_tokens = NULL, sweep_id = NULL"
             )
-            con.execute("DELETE FROM derived_tables")
+            for (name,) in con.execute("DELETE FROM derived_tables RETURNING table_name").fetchall():
+                con.execute(f'DROP VIEW IF EXISTS "{name}"')
+            con.execute("COMMIT")
+        for folder in ("surprisal", "derived"):
+            self.store.remove(self.store.path(folder))
 
     def require_eval_config(self) -> dict[str, Any]:
         """Evaluation-set settings, or a clear error telling how to build one."""

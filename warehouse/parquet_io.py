@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from warehouse.errors import WarehouseError
+from warehouse.failpoints import failpoint
 from warehouse.schemas import SCHEMA_VERSION_KEY
 
 ROW_GROUP_SIZE = 65_536
@@ -22,16 +23,16 @@ def write_parquet_atomic(table: pa.Table, path: Path, version: int) -> None:
     ``.tmp`` file that the next write of the same path replaces.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    metadata = dict(table.schema.metadata or {})
-    metadata[SCHEMA_VERSION_KEY] = str(version).encode()
-    table = table.replace_schema_metadata(metadata)
+    table = with_schema_version(table, version)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             pq.write_table(table, handle, row_group_size=ROW_GROUP_SIZE, compression="zstd")
             handle.flush()
             os.fsync(handle.fileno())
+        failpoint("parquet-written")
         os.replace(tmp, path)
+        failpoint("parquet-renamed")
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise WarehouseError(f"{path}: could not write Parquet file ({exc.strerror or exc})") from exc
@@ -40,16 +41,21 @@ def write_parquet_atomic(table: pa.Table, path: Path, version: int) -> None:
         raise
 
 
-def file_schema_version(path: Path) -> int | None:
-    """Schema version stored in a Parquet file's metadata, or None."""
-    metadata = pq.read_schema(path).metadata or {}
-    raw = metadata.get(SCHEMA_VERSION_KEY)
+def with_schema_version(table: pa.Table, version: int) -> pa.Table:
+    """``table`` with its schema version in the Parquet key-value metadata."""
+    metadata = dict(table.schema.metadata or {})
+    metadata[SCHEMA_VERSION_KEY] = str(version).encode()
+    return table.replace_schema_metadata(metadata)
+
+
+def file_schema_version(schema: pa.Schema) -> int | None:
+    """Schema version stored in a Parquet file's schema metadata, or None."""
+    raw = (schema.metadata or {}).get(SCHEMA_VERSION_KEY)
     return int(raw) if raw is not None else None
 
 
-def read_rows(path: Path, columns: list[str], lo: int, hi: int) -> pa.Table:
-    """Read rows ``lo:hi`` of ``columns`` from a Parquet file, touching only the row groups needed."""
-    handle = pq.ParquetFile(path)
+def read_rows(handle: pq.ParquetFile, columns: list[str], lo: int, hi: int) -> pa.Table:
+    """Read rows ``lo:hi`` of ``columns`` from an open Parquet file, touching only the row groups needed."""
     meta = handle.metadata
     groups, start, first_start = [], 0, None
     for index in range(meta.num_row_groups):

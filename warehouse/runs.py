@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -74,7 +73,7 @@ class RunsMixin:
                 [run_id],
             ).iter_rows(named=True)
         }
-        changed = 0
+        changed, stale = 0, []
         with self.connect() as con:
             con.execute("BEGIN")
             for ck in checkpoints:
@@ -89,13 +88,15 @@ class RunsMixin:
                     continue
                 changed += 1
                 if old is not None and old["surprisal_file"]:
-                    Path(old["surprisal_file"]).unlink(missing_ok=True)
+                    stale.append(old["surprisal_file"])
                 con.execute(
                     "INSERT OR REPLACE INTO checkpoints VALUES "
                     "(?, ?, ?, ?, ?, ?, 'pending', NULL, NULL, NULL, NULL, NULL)",
                     [run_id, ck.step, ck.tokens_seen, ck.path, ck.content_hash, ck.duplicate_of],
                 )
             con.execute("COMMIT")
+        for path in stale:  # only once the catalog no longer points at them
+            self.store.remove(path)
         return changed
 
     def runs(self) -> pl.DataFrame:

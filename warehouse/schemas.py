@@ -95,8 +95,8 @@ CATALOG_DDL: dict[str, tuple[str, int]] = {
     "derived_tables": (
         "CREATE TABLE IF NOT EXISTS derived_tables ("
         "table_name VARCHAR PRIMARY KEY, params VARCHAR, computed_at TIMESTAMP,"
-        " schema_version INTEGER)",
-        1,
+        " schema_version INTEGER, location VARCHAR)",
+        2,
     ),
 }
 

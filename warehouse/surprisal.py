@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pyarrow as pa
 
 from warehouse.errors import WarehouseError
-from warehouse.parquet_io import read_rows, write_parquet_atomic
+from warehouse.parquet_io import read_rows
 from warehouse.schemas import PARQUET_TABLES, SURPRISAL
 
 
 class SurprisalMixin:
     """Write a checkpoint's surprisal atomically and read curves back as matrices."""
 
-    def surprisal_path(self, run_id: str, step: int) -> Path:
-        """Where the surprisal file of (run, step) lives."""
-        return self.parquet_dir / "surprisal" / run_id / f"step-{step:012d}.parquet"
+    def surprisal_path(self, run_id: str, step: int) -> str:
+        """Where the surprisal file of (run, step) lives (a path or URL)."""
+        return self.store.path("surprisal", run_id, f"step-{step:012d}.parquet")
 
-    def write_surprisal(self, run_id: str, step: int, values: np.ndarray, sweep_id: str) -> Path:
+    def write_surprisal(self, run_id: str, step: int, values: np.ndarray, sweep_id: str) -> str:
         """Write one checkpoint's surprisal (one value per evaluation token) and catalog it.
 
         The file is complete before the catalog row says so; a crash in
@@ -38,9 +36,9 @@ class SurprisalMixin:
             schema=SURPRISAL,
         )
         path = self.surprisal_path(run_id, step)
-        first = not any((self.parquet_dir / "surprisal").glob("*/*.parquet"))
-        write_parquet_atomic(table, path, PARQUET_TABLES["surprisal"][1])
-        self.mark_checkpoint_done(run_id, step, str(path), n, sweep_id)
+        first = not self.store.glob("surprisal/*/*.parquet")
+        self.store.write(table, path, PARQUET_TABLES["surprisal"][1])
+        self.mark_checkpoint_done(run_id, step, path, n, sweep_id)
         if first:  # the view globs the folder: only its first file turns it from the empty placeholder
             self.refresh_views()
         return path
@@ -63,6 +61,6 @@ class SurprisalMixin:
         steps = done["step"].to_numpy().astype(np.int64)
         values = np.empty((max(hi - lo, 0), len(steps)), dtype=np.float32)
         for col, path in enumerate(done["surprisal_file"].to_list()):
-            column = read_rows(Path(path), ["surprisal_bits"], lo, hi).column(0)
+            column = read_rows(self.store.parquet_file(path), ["surprisal_bits"], lo, hi).column(0)
             values[:, col] = column.to_numpy()
         return steps, np.arange(lo, hi, dtype=np.int64), values

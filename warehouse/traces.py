@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import polars as pl
-import pyarrow as pa
 
-from warehouse.parquet_io import write_parquet_atomic
 from warehouse.schemas import PARQUET_TABLES, TRACES
 
 
@@ -24,8 +22,8 @@ class TracesMixin:
             .sort("name", "step")
             .to_arrow()
         )
-        write_parquet_atomic(table.cast(TRACES), self.parquet_dir / "traces" / f"{run_id}.parquet",
-                             PARQUET_TABLES["traces"][1])
+        self.store.write(table.cast(TRACES), self.store.path("traces", f"{run_id}.parquet"),
+                         PARQUET_TABLES["traces"][1])
         self.refresh_views()
         return table.num_rows
 

@@ -76,7 +76,7 @@ def test_token_major_table_gives_the_same_curves_and_detects_staleness(synthetic
 
 def test_smoothed_curves_unnest_at_the_recorded_steps(wh: Warehouse, synthetic: SyntheticInfo) -> None:
     curves = tq.smoothed_curves(wh, 300, ["seed1"])
-    part = pq.read_table(synthetic.root / "parquet" / "derived" / "token_curves_smoothed" / "chunk-000000.parquet")
+    part = pq.read_table(f"{wh.derived_location('token_curves_smoothed')}/chunk-000000.parquet")
     rows = part.to_pylist()
     expected = next(r["g_bits"] for r in rows if r["run_id"] == "seed1" and r["token_idx"] == 300)
     assert curves["step"].to_list() == synthetic.steps[synthetic.steps > 0].tolist()
@@ -119,13 +119,13 @@ def test_search_text_is_never_sql(wh: Warehouse, text: str) -> None:
 
 
 def test_rankings_agree_with_polars(wh: Warehouse, synthetic: SyntheticInfo) -> None:
-    metrics = pl.read_parquet(synthetic.root / "parquet" / "derived" / "token_metrics" / "*.parquet")
+    metrics = pl.read_parquet(f"{wh.derived_location('token_metrics')}/*.parquet")
     run = sq.rank_tokens(wh, "latest_aoa", "seed1", limit=20)
     expected = metrics.filter(pl.col("run_id") == "seed1").sort(
         ["aoa_log10_step", "token_idx"], descending=[True, False]).head(20)
     assert run["token_idx"].to_list() == expected["token_idx"].to_list()
     np.testing.assert_allclose(run["score"].to_numpy(), expected["aoa_log10_step"].to_numpy())
-    cross = pl.read_parquet(synthetic.root / "parquet" / "derived" / "crossrun_metrics" / "*.parquet")
+    cross = pl.read_parquet(f"{wh.derived_location('crossrun_metrics')}/*.parquet")
     seeds = sq.rank_tokens(wh, "most_variable_seeds", None, limit=10)
     assert seeds["token_idx"].to_list() == cross.sort(["crossrun_var", "token_idx"], descending=[True, False]).head(
         10)["token_idx"].to_list()
@@ -167,7 +167,7 @@ def test_context_and_snippets(wh: Warehouse, synthetic: SyntheticInfo) -> None:
 def test_histogram_and_density_count_every_finite_value(wh: Warehouse, synthetic: SyntheticInfo) -> None:
     final = pop.Field("token_metrics", "final_surprisal")
     freq = pop.Field("ngram_stats", "log2_unigram_freq")
-    metrics = pl.read_parquet(synthetic.root / "parquet" / "derived" / "token_metrics" / "*.parquet")
+    metrics = pl.read_parquet(f"{wh.derived_location('token_metrics')}/*.parquet")
     lo, hi = pop.field_range(wh, final)
     values = np.sort(metrics["final_surprisal"].to_numpy())
     assert values[0] <= lo < np.quantile(values, 0.01) and np.quantile(values, 0.99) < hi <= values[-1]

@@ -123,7 +123,7 @@ def test_token_major_raw_curves_equal_the_surprisal_view(computed):
     params = wh.derived_params("token_curves_raw")
     assert params["chunk_tokens"] == 128 and set(params["steps"]) == {"seed0", "seed1", "seed2"}
     for token in (0, 127, 128, N_TOKENS - 1):
-        part = wh.parquet_dir / "derived" / "token_curves_raw" / f"chunk-{token // 128:06d}.parquet"
+        part = f"{wh.derived_location('token_curves_raw')}/chunk-{token // 128:06d}.parquet"
         raw = pl.read_parquet(part).filter(pl.col("token_idx") == token).with_columns(pl.col("run_id").cast(pl.String))
         view = wh.query("SELECT run_id, step, token_idx, surprisal_bits FROM surprisal "
                         "WHERE token_idx = ? AND run_id <> 'stub' ORDER BY run_id, step", [token])

@@ -1,0 +1,96 @@
+"""Where a warehouse's Parquet files live: its own ``parquet/`` folder or an fsspec URL.
+
+The catalog (``catalog.duckdb``) always stays in the local warehouse folder:
+DuckDB needs a local file for it. The bulk Parquet tables may live on object
+storage (``s3://bucket/prefix``, ``gs://...``, any fsspec URL); DuckDB reads
+them directly through the fsspec filesystem registered on every connection.
+Credentials and endpoints come from the filesystem's usual environment
+(for S3: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``).
+"""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+
+import duckdb
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from warehouse.errors import WarehouseError
+from warehouse.parquet_io import ROW_GROUP_SIZE, with_schema_version, write_parquet_atomic
+
+LOCAL_PROTOCOLS = {"file", "local"}
+
+
+class ParquetStore:
+    """The root of a warehouse's Parquet tree; paths handed out are absolute paths or full URLs."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            self.fs, base = fsspec.core.url_to_fs(url)
+        except (ImportError, ValueError) as exc:
+            raise WarehouseError(f"{url}: cannot open Parquet storage ({exc})") from exc
+        protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
+        self.remote = not protocols & LOCAL_PROTOCOLS
+        self.url = url.rstrip("/") if self.remote else str(Path(base).resolve())
+
+    def path(self, *parts: str) -> str:
+        """Absolute path (or URL) of ``parts`` under the store root."""
+        return posixpath.join(self.url, *parts) if self.remote else str(Path(self.url, *parts))
+
+    def glob(self, pattern: str) -> list[str]:
+        """Files matching ``pattern`` (relative to the root), sorted, as absolute paths or URLs."""
+        found = self.fs.glob(self.path(pattern))
+        return sorted(self._qualify(p) for p in found)
+
+    def exists(self, path: str) -> bool:
+        """Whether a file exists at ``path``."""
+        return bool(self.fs.isfile(path))
+
+    def children(self, relative: str) -> list[str]:
+        """Names of the folders directly under ``relative`` (empty when it does not exist)."""
+        folder = self.path(relative)
+        if not self.fs.exists(folder):
+            return []
+        return sorted(posixpath.basename(p.rstrip("/")) for p in self.fs.ls(folder, detail=False)
+                      if self.fs.isdir(p))
+
+    def write(self, table: pa.Table, path: str, version: int) -> None:
+        """Write ``table`` so it appears complete or not at all.
+
+        Locally: temporary file, fsync, rename. On object storage a PUT is
+        already all-or-nothing: the object exists only once fully uploaded.
+        """
+        if not self.remote:
+            write_parquet_atomic(table, Path(path), version)
+            return
+        try:
+            pq.write_table(with_schema_version(table, version), path, filesystem=self.fs,
+                           row_group_size=ROW_GROUP_SIZE, compression="zstd")
+        except OSError as exc:
+            raise WarehouseError(f"{path}: could not write Parquet file ({exc})") from exc
+
+    def parquet_file(self, path: str) -> pq.ParquetFile:
+        """Open a Parquet file for reading its metadata or row groups."""
+        return pq.ParquetFile(path, filesystem=None if not self.remote else self.fs)
+
+    def remove(self, path: str) -> None:
+        """Delete a file or a folder with everything in it; nothing when absent."""
+        if self.fs.exists(path):
+            self.fs.rm(path, recursive=True)
+        self.fs.invalidate_cache()
+
+    def attach(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Let ``con`` read this store's files (registers the fsspec filesystem when remote)."""
+        if self.remote:
+            self.fs.invalidate_cache()
+            con.register_filesystem(self.fs)
+
+    def _qualify(self, found: str) -> str:
+        if not self.remote:
+            return str(Path(found))
+        protocol = self.url.split("://", 1)[0]
+        return found if "://" in found else f"{protocol}://{found}"
+
