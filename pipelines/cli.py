@@ -81,12 +81,17 @@ def sweep(
     batch_size: Annotated[Optional[int], typer.Option(help="Sequences per forward pass.")] = None,
     shard: Annotated[Optional[str], typer.Option(help="I/N: only every N-th checkpoint from the I-th (0-based), "
                                                       "e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT.")] = None,
+    executor: Annotated[str, typer.Option(help="local (this process) | ray (one task per checkpoint on a Ray "
+                                               "cluster; needs the 'cluster' extra).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster for --executor ray (host:port, auto, "
+                                                            "ray://...); default: $RAY_ADDRESS, else a local one.")] = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Score every evaluation token under every pending checkpoint; resumes where it stopped."""
     from pipelines.sweep import run_sweep
 
-    summary = run_sweep(warehouse, run, device, batch_size, progress=not quiet, shard=_parse_shard(shard))
+    summary = run_sweep(warehouse, run, device, batch_size, progress=not quiet, shard=_parse_shard(shard),
+                        executor=executor, ray_address=ray_address)
     rate = summary.tokens / summary.seconds if summary.seconds else 0.0
     console.print(
         f"scored {summary.scored} checkpoints ({summary.tokens:,} tokens, {rate:,.0f} tok/s), "

@@ -3,6 +3,11 @@
 One Parquet file per (run, checkpoint), cataloged only once complete, so a
 sweep killed at any point resumes without lost or duplicated rows. A
 checkpoint that fails to load is recorded as failed and the sweep goes on.
+
+An executor turns checkpoint jobs into outcomes (surprisal values or a
+one-line error): ``local`` scores them one after another in this process,
+``ray`` (``pipelines.sweep_ray``) as one Ray task each. Either way this
+process alone writes the warehouse, through :func:`_record`.
 """
 
 from __future__ import annotations
@@ -10,14 +15,17 @@ from __future__ import annotations
 import platform
 import time
 import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 import transformers
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from pipelines.errors import LdwError
 from probe.errors import ProbeError
@@ -27,6 +35,10 @@ from warehouse import Warehouse
 
 CPU_BATCH = 16
 CUDA_BATCH = 64
+EXECUTORS = ("local", "ray")
+
+# What scoring one checkpoint gives back: its surprisal values, or the one-line error why not.
+Outcome = np.ndarray | str
 
 
 @dataclass
@@ -40,10 +52,35 @@ class SweepSummary:
     seconds: float = 0.0
 
 
-def scoring_settings(device: torch.device, batch_size: int, config: dict) -> dict:
-    """Everything that decides the numbers, stored beside the sweep."""
+@dataclass(frozen=True)
+class CheckpointJob:
+    """One checkpoint to score."""
+
+    run_id: str
+    step: int
+    path: str
+
+
+class Executor(Protocol):
+    """Scores checkpoint jobs somewhere and hands back each outcome as it is ready."""
+
+    def settings(self, config: dict) -> dict:
+        """The scoring settings of the device the jobs run on."""
+
+    def score(self, jobs: list[CheckpointJob], plan: EvalBatchPlan) -> Iterator[tuple[CheckpointJob, Outcome]]:
+        """Yield (job, outcome) for every job, in any order."""
+
+
+def default_batch(device: torch.device) -> int:
+    """Sequences per forward pass when none is given: larger on CUDA."""
+    return CUDA_BATCH if device.type == "cuda" else CPU_BATCH
+
+
+def scoring_settings(device: torch.device, batch_size: int, config: dict, executor: str = "local") -> dict:
+    """Everything that decides the numbers, stored beside the sweep (call it where the scoring runs)."""
     return {
         "units": "bits",
+        "executor": executor,
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
         "weights_dtype": str(default_dtype(device)).replace("torch.", ""),
@@ -58,6 +95,44 @@ def scoring_settings(device: torch.device, batch_size: int, config: dict) -> dic
     }
 
 
+def score_checkpoint(path: str, plan: EvalBatchPlan, device: torch.device, batch_size: int) -> Outcome:
+    """Load one checkpoint and score the plan; a checkpoint that cannot be used gives its one-line error."""
+    try:
+        return score_surprisal(load_causal_lm(Path(path), device), plan, batch_size)
+    except ProbeError as exc:
+        return str(exc)
+
+
+class LocalExecutor:
+    """Scores checkpoints one after another in this process."""
+
+    def __init__(self, device: str, batch_size: int | None) -> None:
+        self.device = resolve_device(device)
+        self.batch = batch_size or default_batch(self.device)
+
+    def settings(self, config: dict) -> dict:
+        """Scoring settings of this machine's device."""
+        return scoring_settings(self.device, self.batch, config, "local")
+
+    def score(self, jobs: list[CheckpointJob], plan: EvalBatchPlan) -> Iterator[tuple[CheckpointJob, Outcome]]:
+        """Score each job in turn."""
+        for job in jobs:
+            yield job, score_checkpoint(job.path, plan, self.device, self.batch)
+
+
+@contextmanager
+def _open_executor(
+    executor: str, device: str, batch_size: int | None, ray_address: str | None
+) -> Iterator[Executor]:
+    if executor == "ray":
+        from pipelines.sweep_ray import ray_executor
+
+        with ray_executor(ray_address, device, batch_size) as scorer:
+            yield scorer
+    else:
+        yield LocalExecutor(device, batch_size)
+
+
 def run_sweep(
     warehouse: Path,
     run_ids: list[str] | None = None,
@@ -66,17 +141,52 @@ def run_sweep(
     progress: bool = True,
     console: Console | None = None,
     shard: tuple[int, int] | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
 ) -> SweepSummary:
     """Score every pending checkpoint of the chosen runs (all runs by default).
 
     ``shard=(i, n)`` takes only every n-th checkpoint (in run, step order)
     starting at i, so n processes (e.g. a Slurm job array) split one sweep.
+    ``executor="ray"`` scores the checkpoints as Ray tasks on the cluster at
+    ``ray_address`` (default: ``$RAY_ADDRESS``, else one started on this
+    machine); this process still writes every file. With nothing pending no
+    executor is started and no sweep is recorded.
     """
     if shard is not None and not 0 <= shard[0] < shard[1]:
         raise LdwError(f"--shard {shard[0]}/{shard[1]}: need 0 <= i < n")
+    if executor not in EXECUTORS:
+        raise LdwError(f"--executor must be one of {', '.join(EXECUTORS)}, not '{executor}'")
+    if ray_address is not None and executor != "ray":
+        raise LdwError("--ray-address needs --executor ray")
     console = console or Console(stderr=True, quiet=not progress)
     wh = Warehouse.open(warehouse)
     config = wh.require_eval_config()
+    chosen = _chosen_runs(wh, run_ids, config)
+    summary = SweepSummary()
+    jobs = _pending_jobs(wh, chosen, _shard_members(wh, shard), summary)
+    if not jobs:
+        return summary
+    started = time.perf_counter()
+    ids, seq_ids, positions = wh.eval_arrays()
+    plan = EvalBatchPlan(ids, seq_ids, positions, config.get("prefix_token_id"))
+    with _open_executor(executor, device, batch_size, ray_address) as scorer:
+        sweep_id = uuid.uuid4().hex[:12]
+        wh.record_sweep(sweep_id, scorer.settings(config))
+        columns = [TextColumn("{task.description}"), BarColumn(),
+                   TextColumn("{task.completed:.0f}/{task.total:.0f} ckpt"), TextColumn("{task.fields[rate]}"),
+                   TimeRemainingColumn()]
+        with Progress(*columns, console=console, disable=not progress) as bar:
+            tasks = _progress_tasks(bar, jobs)
+            for job, outcome in scorer.score(jobs, plan):
+                _record(wh, job, outcome, sweep_id, summary, console)
+                rate = summary.tokens / max(time.perf_counter() - started, 1e-9)
+                bar.update(tasks[job.run_id], advance=1, rate=f"{rate:,.0f} tok/s")
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _chosen_runs(wh: Warehouse, run_ids: list[str] | None, config: dict) -> list[str]:
     runs = wh.runs()
     if runs.height == 0:
         raise LdwError(f"{wh.root}: no runs; run `ldw ingest RUN_DIR` first")
@@ -90,19 +200,7 @@ def run_sweep(
                 f"run '{row['run_id']}': tokenizer {row['tokenizer_path']} differs from the evaluation "
                 f"set's {config.get('tokenizer_path')}"
             )
-    dev = resolve_device(device)
-    batch = batch_size or (CUDA_BATCH if dev.type == "cuda" else CPU_BATCH)
-    ids, seq_ids, positions = wh.eval_arrays()
-    plan = EvalBatchPlan(ids, seq_ids, positions, config.get("prefix_token_id"))
-    sweep_id = uuid.uuid4().hex[:12]
-    wh.record_sweep(sweep_id, scoring_settings(dev, batch, config))
-    summary = SweepSummary()
-    started = time.perf_counter()
-    mine = _shard_members(wh, shard)
-    for run_id in chosen:
-        _sweep_run(wh, run_id, plan, dev, batch, sweep_id, summary, progress, console, mine)
-    summary.seconds = time.perf_counter() - started
-    return summary
+    return chosen
 
 
 def _shard_members(wh: Warehouse, shard: tuple[int, int] | None) -> set[tuple[str, int]] | None:
@@ -113,45 +211,38 @@ def _shard_members(wh: Warehouse, shard: tuple[int, int] | None) -> set[tuple[st
     return {key for k, key in enumerate(every) if k % count == index}
 
 
-def _sweep_run(
-    wh: Warehouse, run_id: str, plan: EvalBatchPlan, device: torch.device, batch: int,
-    sweep_id: str, summary: SweepSummary, progress: bool, console: Console,
-    mine: set[tuple[str, int]] | None,
-) -> None:
-    checkpoints = wh.checkpoints(run_id)
-    if mine is not None:
-        checkpoints = checkpoints.filter([(run_id, s) in mine for s in checkpoints["step"]])
-    pending = checkpoints.filter(checkpoints["status"] != "done")
-    summary.skipped += checkpoints.height - pending.height
-    if pending.height == 0:
+def _pending_jobs(
+    wh: Warehouse, chosen: list[str], mine: set[tuple[str, int]] | None, summary: SweepSummary
+) -> list[CheckpointJob]:
+    """Checkpoints of the chosen runs (and shard) not yet done, in run, step order; counts the skipped."""
+    jobs = []
+    for run_id in chosen:
+        checkpoints = wh.checkpoints(run_id)
+        if mine is not None:
+            checkpoints = checkpoints.filter([(run_id, s) in mine for s in checkpoints["step"]])
+        pending = checkpoints.filter(checkpoints["status"] != "done")
+        summary.skipped += checkpoints.height - pending.height
+        jobs += [CheckpointJob(run_id, int(r["step"]), r["path"]) for r in pending.iter_rows(named=True)]
+    return jobs
+
+
+def _progress_tasks(bar: Progress, jobs: Iterable[CheckpointJob]) -> dict[str, TaskID]:
+    totals: dict[str, int] = {}
+    for job in jobs:
+        totals[job.run_id] = totals.get(job.run_id, 0) + 1
+    return {run_id: bar.add_task(f"sweep {run_id}", total=n, rate="") for run_id, n in totals.items()}
+
+
+def _record(wh: Warehouse, job: CheckpointJob, outcome: Outcome, sweep_id: str, summary: SweepSummary,
+            console: Console) -> None:
+    """Write one checkpoint's outcome: its surprisal file, or a failed row with the one-line reason."""
+    if isinstance(outcome, np.ndarray) and not np.all(np.isfinite(outcome)):
+        outcome = f"{job.path}: non-finite surprisal for {int((~np.isfinite(outcome)).sum())} tokens"
+    if isinstance(outcome, str):
+        wh.mark_checkpoint_failed(job.run_id, job.step, outcome)
+        summary.failed.append(f"{job.run_id} step {job.step}: {outcome}")
+        console.print(f"[red]failed[/red] {job.run_id} step {job.step}: {outcome}", highlight=False)
         return
-    n_tokens = len(plan.seq_ids)
-    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} ckpt"),
-               TextColumn("{task.fields[rate]}"), TimeRemainingColumn()]
-    with Progress(*columns, console=console, disable=not progress) as bar:
-        task = bar.add_task(f"sweep {run_id}", total=pending.height, rate="")
-        for row in pending.iter_rows(named=True):
-            step = int(row["step"])
-            t0 = time.perf_counter()
-            try:
-                model = load_causal_lm(Path(row["path"]), device)
-                values = score_surprisal(model, plan, batch)
-                del model
-            except ProbeError as exc:
-                message = str(exc)
-                wh.mark_checkpoint_failed(run_id, step, message)
-                summary.failed.append(f"{run_id} step {step}: {message}")
-                console.print(f"[red]failed[/red] {run_id} step {step}: {message}")
-                bar.advance(task)
-                continue
-            if not np.all(np.isfinite(values)):
-                message = f"{row['path']}: non-finite surprisal for {int((~np.isfinite(values)).sum())} tokens"
-                wh.mark_checkpoint_failed(run_id, step, message)
-                summary.failed.append(f"{run_id} step {step}: {message}")
-                bar.advance(task)
-                continue
-            wh.write_surprisal(run_id, step, values, sweep_id)
-            summary.scored += 1
-            summary.tokens += n_tokens
-            rate = n_tokens / max(time.perf_counter() - t0, 1e-9)
-            bar.update(task, advance=1, rate=f"{rate:,.0f} tok/s")
+    wh.write_surprisal(job.run_id, job.step, outcome, sweep_id)
+    summary.scored += 1
+    summary.tokens += len(outcome)
