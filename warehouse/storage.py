@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from warehouse.errors import WarehouseError
-from warehouse.parquet_io import ROW_GROUP_SIZE, with_schema_version, write_parquet_atomic
+from warehouse.parquet_io import with_schema_version, write_options, write_parquet_atomic
 
 LOCAL_PROTOCOLS = {"file", "local"}
 
@@ -68,7 +68,7 @@ class ParquetStore:
             return
         try:
             pq.write_table(with_schema_version(table, version), path, filesystem=self.fs,
-                           row_group_size=ROW_GROUP_SIZE, compression="zstd")
+                           **write_options(table.schema))
         except OSError as exc:
             raise WarehouseError(f"{path}: could not write Parquet file ({exc})") from exc
 
