@@ -27,6 +27,8 @@ def print_status(warehouse: Path, console: Console) -> None:
     for row in counts.iter_rows():
         table.add_row(*["" if v is None else str(v) for v in row])
     console.print(table)
+    if wh.store.remote:
+        console.print(f"Parquet tables: {wh.store.url}", highlight=False)
     failed = wh.query("SELECT run_id, step, error FROM checkpoints WHERE status = 'failed' ORDER BY run_id, step")
     for run_id, step, error in failed.iter_rows():
         console.print(f"[red]failed[/red] {run_id} step {step}: {error}", highlight=False)

@@ -75,7 +75,7 @@ class CatalogCore:
     def store(self) -> ParquetStore:
         """Where the bulk Parquet tables live (``parquet/`` beside the catalog unless chosen otherwise)."""
         if self._store is None:
-            with self.connect():
+            with self.connect():  # every connection attaches the store, reading its URL on first use
                 pass
         assert self._store is not None
         return self._store

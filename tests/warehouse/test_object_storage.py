@@ -116,6 +116,9 @@ def test_cli_init_with_storage_and_refusals(s3_endpoint: str, tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     assert url in done.stdout
     assert Warehouse.open(tmp_path / "wh").store.url == url
+    status = subprocess.run([sys.executable, "-m", "pipelines.cli", "status", "-w", str(tmp_path / "wh")],
+                            capture_output=True, text=True, timeout=120)
+    assert f"Parquet tables: {url}" in status.stdout, status.stdout + status.stderr
     with pytest.raises(WarehouseError, match="Parquet storage is s3://ldw-test/cli-test, not s3://ldw-test/other"):
         Warehouse.create(tmp_path / "wh", storage=f"s3://{BUCKET}/other")
     with pytest.raises(WarehouseError, match="cannot open Parquet storage"):
