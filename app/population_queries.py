@@ -183,9 +183,8 @@ def mean_curves_by_frequency(wh: Warehouse, run_id: str, sample_tokens: int = 65
     scan reads only the ``surprisal_bits`` column of the first row group(s) of
     each file. Columns: run_id, step, bin, bits, tokens, freq_lo, freq_hi.
     """
-    files = wh.query(
-        "SELECT surprisal_file FROM checkpoints WHERE status = 'done' AND run_id = ?", [run_id]
-    )["surprisal_file"].to_list()
+    done = wh.query("SELECT step, surprisal_file FROM checkpoints WHERE status = 'done' AND run_id = ?", [run_id])
+    files = [wh.store.path(f) for f in done["surprisal_file"]]
     if not files:
         return pl.DataFrame()
     return wh.query(
@@ -195,7 +194,7 @@ def mean_curves_by_frequency(wh: Warehouse, run_id: str, sample_tokens: int = 65
                    ntile({VENTILES}) OVER (ORDER BY log2_unigram_freq, token_idx) AS bin
             FROM ngram_stats WHERE token_idx < $sample AND isfinite(log2_unigram_freq)
         ), r AS (SELECT bin, min(f) AS freq_lo, max(f) AS freq_hi, count(*) AS tokens FROM b GROUP BY bin),
-        c AS (SELECT step, surprisal_file AS filename FROM checkpoints WHERE list_contains($files, surprisal_file)),
+        c AS (SELECT unnest($files) AS filename, unnest($steps) AS step),
         x AS (
             SELECT filename, file_row_number AS token_idx, surprisal_bits
             FROM read_parquet($files, filename = true, file_row_number = true) WHERE file_row_number < $sample
@@ -204,7 +203,7 @@ def mean_curves_by_frequency(wh: Warehouse, run_id: str, sample_tokens: int = 65
               FROM x JOIN b USING (token_idx) JOIN c USING (filename) GROUP BY ALL)
         SELECT $run AS run_id, s.*, r.tokens, r.freq_lo, r.freq_hi FROM s JOIN r USING (bin) ORDER BY bin, step
         """,
-        {"files": files, "sample": sample_tokens, "run": run_id},
+        {"files": files, "steps": done["step"].to_list(), "sample": sample_tokens, "run": run_id},
     )
 
 

@@ -125,7 +125,7 @@ def doctor(warehouse: Annotated[Path, typer.Argument(help="Warehouse folder to v
     from warehouse import Warehouse
     from warehouse.doctor import check_warehouse
 
-    problems = check_warehouse(Warehouse.open(warehouse))
+    problems = check_warehouse(Warehouse.open(warehouse, read_only=True))
     for problem in problems:
         err.print(f"[red]problem[/red] {problem}", highlight=False)
     if problems:

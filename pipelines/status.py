@@ -12,7 +12,7 @@ from warehouse import Warehouse
 
 def print_status(warehouse: Path, console: Console) -> None:
     """Print runs with checkpoint counts by status, failures, the eval set and derived tables."""
-    wh = Warehouse.open(warehouse)
+    wh = Warehouse.open(warehouse, read_only=True)
     counts = wh.query(
         "SELECT r.run_id AS run, r.source_kind AS kind, count(c.step) AS ckpts, "
         "count(*) FILTER (WHERE c.status = 'done') AS done, "

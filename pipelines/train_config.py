@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from transformers import GPTNeoXConfig, LlamaConfig, PretrainedConfig, Qwen3Config
 
 from pipelines.errors import LdwError
 from pipelines.lr_schedules import WSD_SHAPES, GENERATORS
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 ARCHS = ("gpt_neox", "llama")
 DEVICES = ("auto", "cpu", "cuda")
@@ -234,6 +236,8 @@ def build_model_config(config: TrainConfig, vocab_size: int, eos_token_id: int) 
     ``arch="llama"`` with ``qk_layernorm`` builds a ``Qwen3Config``: the Llama block with a
     per-head RMSNorm on queries and keys before RoPE, loadable by AutoModelForCausalLM.
     """
+    from transformers import GPTNeoXConfig, LlamaConfig, Qwen3Config  # here: importing transformers costs seconds
+
     shape = dict(SIZE_PRESETS[config.size])
     common = dict(
         vocab_size=vocab_size,

@@ -15,7 +15,7 @@ def checkpoint_surprisal(wh: Warehouse, run_id: str, step: int) -> np.ndarray:
     )
     if rows.height == 0:
         raise WarehouseError(f"{wh.root}: run '{run_id}' has no completed surprisal file at step {step}")
-    path = rows["surprisal_file"][0]
+    path = wh.store.path(rows["surprisal_file"][0])
     table = wh.store.parquet_file(path).read(columns=["token_idx", "surprisal_bits"])
     values = table.column("surprisal_bits").to_numpy()
     order = table.column("token_idx").to_numpy()

@@ -22,7 +22,8 @@ def check_warehouse(wh: Warehouse) -> list[str]:
             problems.append(f"{path}: {rows} rows, catalog says {n_tokens}")
     done = wh.query("SELECT run_id, step, surprisal_file, n_tokens FROM checkpoints WHERE status = 'done'")
     cataloged = set()
-    for run_id, step, path, rows in done.iter_rows():
+    for run_id, step, relative, rows in done.iter_rows():
+        path = store.path(relative)
         cataloged.add(path)
         found = _check_file(store, path, PARQUET_TABLES["surprisal"])
         problems += found
@@ -33,6 +34,8 @@ def check_warehouse(wh: Warehouse) -> list[str]:
     for path in store.glob("surprisal/*/*.parquet"):
         if path not in cataloged:
             problems.append(f"{path}: surprisal file not cataloged as done (an interrupted sweep? rerun `ldw sweep`)")
+    for path in store.glob("**/.*.tmp"):
+        problems.append(f"{path}: temporary file of an interrupted write (rerun the command that wrote it)")
     for path in store.glob("traces/*.parquet"):
         problems += _check_file(store, path, PARQUET_TABLES["traces"])
     for table, location in wh.query("SELECT table_name, location FROM derived_tables").rows():

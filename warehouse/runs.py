@@ -96,7 +96,7 @@ class RunsMixin:
                 )
             con.execute("COMMIT")
         for path in stale:  # only once the catalog no longer points at them
-            self.store.remove(path)
+            self.store.remove(self.store.path(path))
         return changed
 
     def runs(self) -> pl.DataFrame:

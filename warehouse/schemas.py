@@ -125,7 +125,7 @@ COLUMN_DOCS: dict[str, dict[str, str]] = {
         "status": "pending | done | failed (of the surprisal sweep)",
         "error": "one-line error of a failed sweep",
         "probed_at": "UTC time the surprisal file was cataloged",
-        "surprisal_file": "Parquet file of this checkpoint's surprisal",
+        "surprisal_file": "Parquet file of this checkpoint's surprisal, relative to the Parquet root",
         "n_tokens": "rows in the surprisal file",
         "sweep_id": "sweeps row holding the scoring settings",
     },

@@ -15,7 +15,7 @@ class SurprisalMixin:
 
     def surprisal_path(self, run_id: str, step: int) -> str:
         """Where the surprisal file of (run, step) lives (a path or URL)."""
-        return self.store.path("surprisal", run_id, f"step-{step:012d}.parquet")
+        return self.store.path(_relative(run_id, step))
 
     def write_surprisal(self, run_id: str, step: int, values: np.ndarray, sweep_id: str) -> str:
         """Write one checkpoint's surprisal (one value per evaluation token) and catalog it.
@@ -38,7 +38,7 @@ class SurprisalMixin:
         path = self.surprisal_path(run_id, step)
         first = not self.store.glob("surprisal/*/*.parquet")
         self.store.write(table, path, PARQUET_TABLES["surprisal"][1])
-        self.mark_checkpoint_done(run_id, step, path, n, sweep_id)
+        self.mark_checkpoint_done(run_id, step, _relative(run_id, step), n, sweep_id)
         if first:  # the view globs the folder: only its first file turns it from the empty placeholder
             self.refresh_views()
         return path
@@ -61,6 +61,11 @@ class SurprisalMixin:
         steps = done["step"].to_numpy().astype(np.int64)
         values = np.empty((max(hi - lo, 0), len(steps)), dtype=np.float32)
         for col, path in enumerate(done["surprisal_file"].to_list()):
-            column = read_rows(self.store.parquet_file(path), ["surprisal_bits"], lo, hi).column(0)
+            column = read_rows(self.store.parquet_file(self.store.path(path)), ["surprisal_bits"], lo, hi).column(0)
             values[:, col] = column.to_numpy()
         return steps, np.arange(lo, hi, dtype=np.int64), values
+
+
+def _relative(run_id: str, step: int) -> str:
+    """A surprisal file's path under the Parquet root, as the catalog stores it (so a moved warehouse still works)."""
+    return f"surprisal/{run_id}/step-{step:012d}.parquet"

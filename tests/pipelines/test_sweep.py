@@ -106,7 +106,7 @@ def test_doctor_finds_missing_truncated_and_stray_files(ingested_warehouse: Path
     runner = CliRunner()
     assert runner.invoke(app, ["doctor", str(ingested_warehouse)]).exit_code == 0
     wh = Warehouse.open(ingested_warehouse)
-    files = wh.checkpoints()["surprisal_file"].to_list()
+    files = [wh.store.path(f) for f in wh.checkpoints()["surprisal_file"]]
     Path(files[0]).unlink()
     Path(files[1]).write_bytes(Path(files[1]).read_bytes()[:100])
     stray = Path(files[2]).with_name("step-999999999999.parquet")

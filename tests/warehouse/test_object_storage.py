@@ -77,7 +77,7 @@ def test_sweep_and_metrics_on_s3_match_a_local_warehouse(s3_endpoint: str, inges
     assert not list((tmp_path / "remote").rglob("*.parquet")), "Parquet must not land in the local folder"
     assert fs.glob(f"{BUCKET}/sweep-test/traces/*.parquet") and fs.glob(f"{BUCKET}/sweep-test/eval/*.parquet")
     files = remote.query("SELECT surprisal_file FROM checkpoints WHERE status = 'done'")["surprisal_file"]
-    assert all(f.startswith(f"{url}/surprisal/") for f in files)
+    assert all(remote.store.path(f).startswith(f"{url}/surprisal/") for f in files)
 
     order = "ORDER BY run_id, step, token_idx"
     np.testing.assert_array_equal(remote.query(f"SELECT * FROM surprisal {order}")["surprisal_bits"].to_numpy(),
@@ -103,7 +103,8 @@ def test_doctor_on_s3_names_a_missing_object(s3_endpoint: str, tiny_runs: list[P
     url = f"s3://{BUCKET}/doctor-test"
     remote = _remote_warehouse(tiny_runs, tmp_path / "remote", url)
     run_sweep(remote.root, run_ids=["seed0"], progress=False)
-    victim = remote.query("SELECT surprisal_file FROM checkpoints WHERE status = 'done' LIMIT 1")["surprisal_file"][0]
+    victim = remote.store.path(
+        remote.query("SELECT surprisal_file FROM checkpoints WHERE status = 'done' LIMIT 1")["surprisal_file"][0])
     s3fs.S3FileSystem(skip_instance_cache=True).rm(victim)
     problems = check_warehouse(Warehouse.open(remote.root))
     assert problems == [f"{victim}: cataloged file is missing"]

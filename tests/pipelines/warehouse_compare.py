@@ -1,0 +1,83 @@
+"""Helpers of the fault tests: run the real ``ldw`` CLI, copy warehouses, compare one with a reference."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+from warehouse import Warehouse
+from warehouse.failpoints import FAILPOINT_ENV, TRACE_ENV
+
+REPO = Path(__file__).resolve().parents[2]
+SWEEP_ARGS = ["--device", "cpu", "--batch-size", "4"]
+VERSION_FOLDER = re.compile(r"^(parquet/derived/[^/]+)/v-[0-9a-f]+")
+
+
+def run_ldw(args: list[str], failpoint: str | None = None) -> subprocess.CompletedProcess:
+    """Run ``ldw ARGS --quiet`` in a fresh Python process (with ``LDW_FAILPOINT`` when given)."""
+    env = {k: v for k, v in os.environ.items() if k not in (FAILPOINT_ENV, TRACE_ENV)}
+    env["PYTHONPATH"] = str(REPO)
+    if failpoint is not None:
+        env[FAILPOINT_ENV] = failpoint
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args, "--quiet"], env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def copy_warehouse(source: Path, target: Path) -> Path:
+    """A plain copy of a warehouse folder (the catalog stores paths relative to it, so the copy reads its own files)."""
+    shutil.copytree(source, target)
+    return target
+
+
+def warehouse_files(root: Path) -> list[str]:
+    """Every file and folder under ``root``; a derived table's random version folder name as ``v-*``."""
+    return sorted(VERSION_FOLDER.sub(r"\1/v-*", str(p.relative_to(root))) for p in root.rglob("*"))
+
+
+def _key_columns(frame: pl.DataFrame) -> list[str]:
+    return [c for c in ("run_id", "token_idx", "step", "name") if c in frame.columns]
+
+
+def warehouse_state(root: Path) -> dict[str, pl.DataFrame]:
+    """Everything a run decides: catalog rows (no timestamps, sweep ids or locations) and every table's rows."""
+    wh = Warehouse.open(root)
+    state = {
+        "runs": wh.query("SELECT * EXCLUDE (ingested_at) FROM runs ORDER BY run_id"),
+        "checkpoints": wh.query("SELECT * EXCLUDE (probed_at, sweep_id) FROM checkpoints ORDER BY run_id, step"),
+        "derived_tables": wh.query("SELECT table_name, params, schema_version FROM derived_tables ORDER BY 1"),
+        "traces": wh.query("SELECT * FROM traces ORDER BY run_id, name, step"),
+        "surprisal": wh.query("SELECT * FROM surprisal ORDER BY run_id, step, token_idx"),
+    }
+    for table in state["derived_tables"]["table_name"]:
+        frame = wh.query(f'SELECT * FROM "{table}"')
+        state[table] = frame.sort(_key_columns(frame))
+    return state
+
+
+def assert_same_warehouse(got: Path, want: Path) -> None:
+    """Same files, catalog rows and table contents (surprisal bitwise) as ``want``, and ``ldw doctor`` passes."""
+    got_files, want_files = set(warehouse_files(got)), set(warehouse_files(want))
+    extra, missing = sorted(got_files - want_files), sorted(want_files - got_files)
+    assert not extra and not missing, f"files differ from the uninterrupted run: stray {extra}, missing {missing}"
+    got_state, want_state = warehouse_state(got), warehouse_state(want)
+    assert list(got_state) == list(want_state)
+    for name, frame in want_state.items():
+        assert got_state[name].equals(frame), f"{name} differs from the uninterrupted run"
+    bits = [s["surprisal"]["surprisal_bits"].to_numpy().view(np.uint32) for s in (got_state, want_state)]
+    assert np.array_equal(*bits)
+    assert_doctor_sound(got)
+
+
+def assert_doctor_sound(root: Path) -> None:
+    """``ldw doctor ROOT`` exits 0."""
+    result = CliRunner().invoke(app, ["doctor", str(root)])
+    assert result.exit_code == 0, result.output
