@@ -19,7 +19,7 @@ DERIVED_VERSION = 1
 class DerivedMixin:
     """Analysis results written by pipelines and read back through views.
 
-    Each table lives in a version folder ``derived/TABLE/v-XXXXXXXX`` recorded
+    Each table lives in a version folder ``derived/TABLE/v-<8 hex digits>`` recorded
     in the catalog; replacing a table writes a new version and switches the
     catalog row in one transaction, so readers see the old or the new table,
     never a mix, on a local disk and on object storage alike.
