@@ -36,10 +36,11 @@ class SurprisalMixin:
             schema=SURPRISAL,
         )
         path = self.surprisal_path(run_id, step)
-        first = not self.store.glob("surprisal/*/*.parquet")
+        first = self.query("SELECT count(*) AS n FROM checkpoints WHERE status = 'done'")["n"][0] == 0
         self.store.write(table, path, PARQUET_TABLES["surprisal"][1])
         self.mark_checkpoint_done(run_id, step, _relative(run_id, step), n, sweep_id)
-        if first:  # the view globs the folder: only its first file turns it from the empty placeholder
+        if first:  # the view globs the folder: the first file turns it from the empty placeholder (listing
+            # the folder on every write would cost a full object-store listing per checkpoint)
             self.refresh_views()
         return path
 
