@@ -75,6 +75,28 @@ def server(synthetic: SyntheticInfo, tmp_path_factory: pytest.TempPathFactory) -
             process.wait()
 
 
+SETTLED_WITH_PLOT = """(minTraces) => {
+    const running = document.querySelector('[data-testid=stStatusWidgetRunningIcon]');
+    const stale = document.querySelector('[data-stale=true]');
+    const plot = document.querySelector('.js-plotly-plot');
+    return !running && !stale && plot !== null && (plot.data || []).length >= minTraces
+        && plot.getBoundingClientRect().height > 0;
+}"""
+
+
+def _wait_settled_with_plot(page, min_traces: int) -> None:
+    """Wait until the script run is over (no running icon, no stale element) and a drawn figure is on the page.
+
+    A figure that exists is not enough: under load Streamlit re-renders after the
+    first paint, and a node captured before that is detached (or faded as stale)
+    by the time it is screenshotted. Two settled polls in a row rule out the gap
+    between a click and the start of its script run.
+    """
+    for _ in range(2):
+        page.wait_for_function(SETTLED_WITH_PLOT, arg=min_traces)
+        page.wait_for_timeout(300)
+
+
 def _plot_trace_counts(page) -> list[int]:
     return page.evaluate(
         "() => Array.from(document.querySelectorAll('.js-plotly-plot')).map(d => (d.data || []).length)"
@@ -94,10 +116,8 @@ def test_find_a_token_and_see_its_curves_and_the_traces(server: str, tmp_path: P
             picker = page.get_by_role("combobox", name="open a result")
             picker.click()
             page.get_by_role("option").first.click()
+            _wait_settled_with_plot(page, 3)
             chart = page.locator(".js-plotly-plot").first
-            chart.wait_for()
-            page.wait_for_function("() => document.querySelector('.js-plotly-plot')?.data?.length > 0")
-            page.wait_for_timeout(1000)
             page.screenshot(path=str(tmp_path / "token-explorer.png"))
             chart.screenshot(path=str(tmp_path / "token-curves.png"))
             assert "token=" in page.url and "page=tokens" in page.url
@@ -106,8 +126,7 @@ def test_find_a_token_and_see_its_curves_and_the_traces(server: str, tmp_path: P
 
             page.get_by_text("Runs overview").click()
             page.get_by_role("heading", name="Training traces").wait_for()
-            page.wait_for_function("() => document.querySelector('.js-plotly-plot')?.data?.length > 0")
-            page.wait_for_timeout(1000)
+            _wait_settled_with_plot(page, 9)
             page.screenshot(path=str(tmp_path / "overview.png"))
             traces = page.locator(".js-plotly-plot").first
             traces.screenshot(path=str(tmp_path / "traces.png"))
