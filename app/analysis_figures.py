@@ -1,7 +1,7 @@
 """Plotly figures of populations and analyses: histograms, 2-D densities, mean curves, spikes, schedules.
 
 All inputs are already aggregated by DuckDB (bins, means); these functions
-only draw them. Run colors come from :func:`app.figures.run_colors`.
+only draw them. Run colors come from :func:`ldw.app.figures.run_colors`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import polars as pl
 from plotly.colors import sample_colorscale
 from plotly.subplots import make_subplots
 
-from app.figures import base_layout
+from ldw.app.figures import base_layout
 
 SCHEDULE_COLORS = ("#4B3F72", "#7F7F7F", "#9467BD", "#2F2F2F", "#B07AA1", "#5C5C8A")
 
@@ -22,44 +22,68 @@ def histogram_figure(hist: pl.DataFrame, label: str, colors: dict[str, str]) -> 
     fig = go.Figure()
     for run_id in hist["run_id"].unique(maintain_order=True).to_list():
         part = hist.filter(pl.col("run_id") == run_id)
-        fig.add_trace(go.Bar(
-            x=part["x"].to_list(), y=part["count"].to_list(), width=part["width"].to_list(), name=run_id,
-            marker={"color": colors.get(run_id, "#555555"), "line": {"width": 0}}, opacity=0.55,
-            hovertemplate=f"{run_id}<br>{label} ≈ %{{x:.3g}}<br>%{{y:,}} tokens<extra></extra>",
-        ))
+        fig.add_trace(
+            go.Bar(
+                x=part["x"].to_list(),
+                y=part["count"].to_list(),
+                width=part["width"].to_list(),
+                name=run_id,
+                marker={"color": colors.get(run_id, "#555555"), "line": {"width": 0}},
+                opacity=0.55,
+                hovertemplate=f"{run_id}<br>{label} ≈ %{{x:.3g}}<br>%{{y:,}} tokens<extra></extra>",
+            )
+        )
     fig.update_layout(barmode="overlay")
     fig.update_xaxes(title_text=label)
     fig.update_yaxes(title_text="tokens")
     return base_layout(fig, height=360)
 
 
-def density_figure(dens: pl.DataFrame, trend: pl.DataFrame, x_label: str, y_label: str,
-                   colors: dict[str, str]) -> go.Figure:
+def density_figure(
+    dens: pl.DataFrame, trend: pl.DataFrame, x_label: str, y_label: str, colors: dict[str, str]
+) -> go.Figure:
     """2-D histogram (log10 counts) of pre-binned cells, with the binned mean (±1 std) of y per run on top."""
     fig = go.Figure()
     if dens.height:
         xs = np.unique(dens["x"].to_numpy())
         ys = np.unique(dens["y"].to_numpy())
         grid = np.full((len(ys), len(xs)), np.nan)
-        grid[np.searchsorted(ys, dens["y"].to_numpy()), np.searchsorted(xs, dens["x"].to_numpy())] = \
-            np.log10(dens["count"].to_numpy())
-        fig.add_trace(go.Heatmap(
-            x=xs, y=ys, z=grid, colorscale="Blues", name="tokens", showscale=True,
-            colorbar={"title": {"text": "log10 tokens"}, "thickness": 12},
-            hovertemplate=(f"{x_label} ≈ %{{x:.3g}}<br>{y_label} ≈ %{{y:.3g}}<br>10^%{{z:.2f}} tokens"
-                           "<extra></extra>"),
-        ))
+        grid[np.searchsorted(ys, dens["y"].to_numpy()), np.searchsorted(xs, dens["x"].to_numpy())] = np.log10(
+            dens["count"].to_numpy()
+        )
+        fig.add_trace(
+            go.Heatmap(
+                x=xs,
+                y=ys,
+                z=grid,
+                colorscale="Blues",
+                name="tokens",
+                showscale=True,
+                colorbar={"title": {"text": "log10 tokens"}, "thickness": 12},
+                hovertemplate=(
+                    f"{x_label} ≈ %{{x:.3g}}<br>{y_label} ≈ %{{y:.3g}}<br>10^%{{z:.2f}} tokens<extra></extra>"
+                ),
+            )
+        )
     for run_id in trend["run_id"].unique(maintain_order=True).to_list():
         part = trend.filter(pl.col("run_id") == run_id)
         color = colors.get(run_id, "#222222")
-        fig.add_trace(go.Scatter(
-            x=part["x"].to_list(), y=part["mean"].to_list(), mode="lines+markers", name=f"{run_id} mean",
-            line={"color": color, "width": 2.5}, marker={"size": 5, "color": color},
-            error_y={"type": "data", "color": color, "thickness": 1, "array": part["std"].to_list()},
-            customdata=part["n"].to_list(),
-            hovertemplate=(f"{run_id}<br>{x_label} ≈ %{{x:.3g}}<br>mean {y_label} %{{y:.3g}}"
-                           "<br>%{customdata:,} tokens<extra>bars: ±1 std</extra>"),
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=part["x"].to_list(),
+                y=part["mean"].to_list(),
+                mode="lines+markers",
+                name=f"{run_id} mean",
+                line={"color": color, "width": 2.5},
+                marker={"size": 5, "color": color},
+                error_y={"type": "data", "color": color, "thickness": 1, "array": part["std"].to_list()},
+                customdata=part["n"].to_list(),
+                hovertemplate=(
+                    f"{run_id}<br>{x_label} ≈ %{{x:.3g}}<br>mean {y_label} %{{y:.3g}}"
+                    "<br>%{customdata:,} tokens<extra>bars: ±1 std</extra>"
+                ),
+            )
+        )
     fig.update_xaxes(title_text=x_label)
     fig.update_yaxes(title_text=y_label)
     return base_layout(fig, height=480)
@@ -68,8 +92,7 @@ def density_figure(dens: pl.DataFrame, trend: pl.DataFrame, x_label: str, y_labe
 def mean_curves_figure(curves: pl.DataFrame, log_x: bool) -> go.Figure:
     """Mean surprisal per checkpoint for each frequency bin (color: rare → frequent), one panel per run."""
     runs = curves["run_id"].unique(maintain_order=True).to_list()
-    fig = make_subplots(rows=1, cols=max(1, len(runs)), shared_yaxes=True, subplot_titles=runs,
-                        horizontal_spacing=0.06)
+    fig = make_subplots(rows=1, cols=max(1, len(runs)), shared_yaxes=True, subplot_titles=runs, horizontal_spacing=0.06)
     n_bins = int(curves["bin"].max()) if curves.height else 1
     shades = sample_colorscale("Viridis", [i / max(1, n_bins - 1) for i in range(n_bins)])
     for col, run_id in enumerate(runs, start=1):
@@ -81,12 +104,20 @@ def mean_curves_figure(curves: pl.DataFrame, log_x: bool) -> go.Figure:
             if series.height == 0:
                 continue
             lo, hi, tokens = series["freq_lo"][0], series["freq_hi"][0], series["tokens"][0]
-            fig.add_trace(go.Scatter(
-                x=series["step"].to_list(), y=series["bits"].to_list(), mode="lines", legendgroup=str(b),
-                name=f"bin {b}: log2 freq {lo:.1f} … {hi:.1f} ({tokens:,} tokens)", showlegend=col == 1,
-                line={"color": shades[b - 1], "width": 2},
-                hovertemplate=f"{run_id}, frequency bin {b}<br>step %{{x:,}}<br>%{{y:.3f}} bits<extra></extra>",
-            ), row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=series["step"].to_list(),
+                    y=series["bits"].to_list(),
+                    mode="lines",
+                    legendgroup=str(b),
+                    name=f"bin {b}: log2 freq {lo:.1f} … {hi:.1f} ({tokens:,} tokens)",
+                    showlegend=col == 1,
+                    line={"color": shades[b - 1], "width": 2},
+                    hovertemplate=f"{run_id}, frequency bin {b}<br>step %{{x:,}}<br>%{{y:.3f}} bits<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
         fig.update_xaxes(type="log" if log_x else "linear", title_text="step", row=1, col=col)
     fig.update_yaxes(title_text="mean surprisal (bits)", row=1, col=1)
     fig = base_layout(fig, height=440)
@@ -99,16 +130,40 @@ def spike_tokens_figure(rows: pl.DataFrame, color: str) -> go.Figure:
     rows = rows.sort("rank", descending=True)
     labels = [f"#{r} {t!r} (idx {i})" for r, t, i in rows.select("rank", "token_text", "token_idx").iter_rows()]
     fig = go.Figure()
-    for label, before, after in zip(labels, rows["surprisal_before"].to_list(), rows["surprisal_after"].to_list()):
-        fig.add_trace(go.Scatter(x=[before, after], y=[label, label], mode="lines", showlegend=False,
-                                 line={"color": "#bbbbbb", "width": 2}, hoverinfo="skip"))
-    fig.add_trace(go.Scatter(x=rows["surprisal_before"].to_list(), y=labels, mode="markers", name="before",
-                             marker={"color": "#999999", "size": 9},
-                             hovertemplate="%{y}<br>before: %{x:.3f} bits<extra></extra>"))
-    fig.add_trace(go.Scatter(x=rows["surprisal_after"].to_list(), y=labels, mode="markers", name="after",
-                             marker={"color": color, "size": 10},
-                             customdata=rows["delta_bits"].to_list(),
-                             hovertemplate="%{y}<br>after: %{x:.3f} bits (+%{customdata:.3f})<extra></extra>"))
+    for label, before, after in zip(
+        labels, rows["surprisal_before"].to_list(), rows["surprisal_after"].to_list(), strict=True
+    ):
+        fig.add_trace(
+            go.Scatter(
+                x=[before, after],
+                y=[label, label],
+                mode="lines",
+                showlegend=False,
+                line={"color": "#bbbbbb", "width": 2},
+                hoverinfo="skip",
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=rows["surprisal_before"].to_list(),
+            y=labels,
+            mode="markers",
+            name="before",
+            marker={"color": "#999999", "size": 9},
+            hovertemplate="%{y}<br>before: %{x:.3f} bits<extra></extra>",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=rows["surprisal_after"].to_list(),
+            y=labels,
+            mode="markers",
+            name="after",
+            marker={"color": color, "size": 10},
+            customdata=rows["delta_bits"].to_list(),
+            hovertemplate="%{y}<br>after: %{x:.3f} bits (+%{customdata:.3f})<extra></extra>",
+        )
+    )
     fig.update_xaxes(title_text="surprisal (bits)")
     fig.update_yaxes(automargin=True)
     return base_layout(fig, height=max(320, 22 * rows.height + 120))
@@ -130,23 +185,46 @@ def schedule_figure(curves: pl.DataFrame, log_x: bool, colors: dict[str, str]) -
         kind = part["kind"][0] if "kind" in part.columns else "predict"
         observed = part.filter(pl.col("observed_loss").is_not_null())
         if observed.height:
-            fig.add_trace(go.Scattergl(
-                x=observed["step"].to_list(), y=observed["observed_loss"].to_list(), mode="markers",
-                name=f"{name} observed", legendgroup=name, marker={"color": color, "size": 4, "opacity": 0.45},
-                hovertemplate=f"{name} observed<br>step %{{x:,}}<br>loss %{{y:.4f}}<extra></extra>",
-            ), row=1, col=1)
-        fig.add_trace(go.Scattergl(
-            x=part["step"].to_list(), y=part["predicted_loss"].to_list(), mode="lines", legendgroup=name,
-            name=f"{name} {'fit' if kind == 'fit' else 'predicted'}",
-            line={"color": color, "width": 2.5, "dash": "solid" if kind == "fit" else "dash"},
-            hovertemplate=f"{name} law<br>step %{{x:,}}<br>loss %{{y:.4f}}<extra></extra>",
-        ), row=1, col=1)
-        fig.add_trace(go.Scattergl(
-            x=part["step"].to_list(), y=part["lr"].to_list(), mode="lines", legendgroup=name, showlegend=False,
-            name=f"{name} lr",
-            line={"color": color, "width": 1.5},
-            hovertemplate=f"{name}<br>step %{{x:,}}<br>lr %{{y:.3g}}<extra></extra>",
-        ), row=2, col=1)
+            fig.add_trace(
+                go.Scattergl(
+                    x=observed["step"].to_list(),
+                    y=observed["observed_loss"].to_list(),
+                    mode="markers",
+                    name=f"{name} observed",
+                    legendgroup=name,
+                    marker={"color": color, "size": 4, "opacity": 0.45},
+                    hovertemplate=f"{name} observed<br>step %{{x:,}}<br>loss %{{y:.4f}}<extra></extra>",
+                ),
+                row=1,
+                col=1,
+            )
+        fig.add_trace(
+            go.Scattergl(
+                x=part["step"].to_list(),
+                y=part["predicted_loss"].to_list(),
+                mode="lines",
+                legendgroup=name,
+                name=f"{name} {'fit' if kind == 'fit' else 'predicted'}",
+                line={"color": color, "width": 2.5, "dash": "solid" if kind == "fit" else "dash"},
+                hovertemplate=f"{name} law<br>step %{{x:,}}<br>loss %{{y:.4f}}<extra></extra>",
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scattergl(
+                x=part["step"].to_list(),
+                y=part["lr"].to_list(),
+                mode="lines",
+                legendgroup=name,
+                showlegend=False,
+                name=f"{name} lr",
+                line={"color": color, "width": 1.5},
+                hovertemplate=f"{name}<br>step %{{x:,}}<br>lr %{{y:.3g}}<extra></extra>",
+            ),
+            row=2,
+            col=1,
+        )
     fig.update_yaxes(title_text="loss (nats)", row=1, col=1)
     fig.update_yaxes(title_text="learning rate", row=2, col=1)
     fig.update_xaxes(type="log" if log_x else "linear", row=1, col=1)

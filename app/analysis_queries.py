@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from warehouse import Warehouse
+from ldw.warehouse import Warehouse
 
 
 def spike_tokens(wh: Warehouse, run_id: str, spike_id: int, limit: int = 50) -> pl.DataFrame:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from app.source import Source
-from app.state import AppState
+from ldw.app.source import Source
+from ldw.app.state import AppState
 
 TOKEN_KEY = "selected_token"
 TOKEN_INPUT_KEY = "token_idx_input"
@@ -52,5 +52,7 @@ def select_token(token_idx: int | None, page: str | None = None) -> None:
 
 def empty_state(what: str, command: str, detail: str = "") -> None:
     """An info box saying which command fills an empty view."""
-    st.info(f"**No {what} yet.** Run `{command}` to compute it{', ' + detail if detail else ''}; "
-            "this view fills in on the next click or reload once it has run.")
+    st.info(
+        f"**No {what} yet.** Run `{command}` to compute it{', ' + detail if detail else ''}; "
+        "this view fills in on the next click or reload once it has run."
+    )

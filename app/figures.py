@@ -14,8 +14,24 @@ import polars as pl
 from plotly.subplots import make_subplots
 
 # Okabe-Ito (colorblind-safe), then Plotly's Dark24 for larger warehouses.
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#8C6D1F", "#000000",
-           "#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A", "#B68100", "#750D86")
+PALETTE = (
+    "#0072B2",
+    "#E69F00",
+    "#009E73",
+    "#CC79A7",
+    "#56B4E9",
+    "#D55E00",
+    "#8C6D1F",
+    "#000000",
+    "#2E91E5",
+    "#E15F99",
+    "#1CA71C",
+    "#FB0D0D",
+    "#DA16FF",
+    "#222A2A",
+    "#B68100",
+    "#750D86",
+)
 TRACE_LABELS = {"loss": "loss (nats)", "grad_norm": "gradient norm", "lr": "learning rate", "eval_loss": "eval loss"}
 FONT = {"family": "Inter, Segoe UI, Helvetica, Arial, sans-serif", "size": 13}
 
@@ -32,17 +48,23 @@ def run_colors(all_runs: list[str]) -> dict[str, str]:
 
 def _rgba(color: str, alpha: float) -> str:
     color = color.lstrip("#")
-    r, g, b = (int(color[i:i + 2], 16) for i in (0, 2, 4))
+    r, g, b = (int(color[i : i + 2], 16) for i in (0, 2, 4))
     return f"rgba({r},{g},{b},{alpha})"
 
 
 def base_layout(fig: go.Figure, height: int, title: str | None = None) -> go.Figure:
     """The shared look: white template, legend on top, zoom kept across reruns."""
     fig.update_layout(
-        template="plotly_white", height=height, font=FONT, margin={"l": 70, "r": 20, "t": 90 if title else 40, "b": 50},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0}, uirevision="keep",
+        template="plotly_white",
+        height=height,
+        font=FONT,
+        margin={"l": 70, "r": 20, "t": 90 if title else 40, "b": 50},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+        uirevision="keep",
         title={"text": title, "x": 0.01, "xanchor": "left", "y": 0.97, "yanchor": "top", "font": {"size": 16}}
-        if title else None, hovermode="closest",
+        if title
+        else None,
+        hovermode="closest",
     )
     return fig
 
@@ -53,12 +75,23 @@ def _x_axis(fig: go.Figure, log_x: bool, **where: int) -> None:
     fig.update_xaxes(title_text="step" + (" (log scale)" if log_x else ""), **where)
 
 
-def traces_figure(traces: pl.DataFrame, spikes: pl.DataFrame, checkpoints: pl.DataFrame,
-                  colors: dict[str, str], names: list[str], log_x: bool) -> go.Figure:
+def traces_figure(
+    traces: pl.DataFrame,
+    spikes: pl.DataFrame,
+    checkpoints: pl.DataFrame,
+    colors: dict[str, str],
+    names: list[str],
+    log_x: bool,
+) -> go.Figure:
     """Loss / grad-norm / lr (one row each, shared step axis) per run, spikes marked, checkpoint rug below."""
     rows = len(names) + 1
-    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.04,
-                        row_heights=[1.0] * len(names) + [0.22 + 0.05 * checkpoints["run_id"].n_unique()])
+    fig = make_subplots(
+        rows=rows,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.04,
+        row_heights=[1.0] * len(names) + [0.22 + 0.05 * checkpoints["run_id"].n_unique()],
+    )
     shown: set[str] = set()
     for row, name in enumerate(names, start=1):
         part = traces.filter(pl.col("name") == name)
@@ -66,52 +99,110 @@ def traces_figure(traces: pl.DataFrame, spikes: pl.DataFrame, checkpoints: pl.Da
             run = part.filter(pl.col("run_id") == run_id)
             if log_x:
                 run = run.filter(pl.col("step") > 0)
-            fig.add_trace(go.Scattergl(
-                x=run["step"].to_list(), y=run["value"].to_list(), mode="lines", name=run_id, legendgroup=run_id,
-                showlegend=run_id not in shown, line={"color": colors.get(run_id), "width": 1.6},
-                hovertemplate=f"{run_id}<br>step %{{x:,}}<br>{name} %{{y:.4g}}<extra></extra>",
-            ), row=row, col=1)
+            fig.add_trace(
+                go.Scattergl(
+                    x=run["step"].to_list(),
+                    y=run["value"].to_list(),
+                    mode="lines",
+                    name=run_id,
+                    legendgroup=run_id,
+                    showlegend=run_id not in shown,
+                    line={"color": colors.get(run_id), "width": 1.6},
+                    hovertemplate=f"{run_id}<br>step %{{x:,}}<br>{name} %{{y:.4g}}<extra></extra>",
+                ),
+                row=row,
+                col=1,
+            )
             shown.add(run_id)
-        fig.update_yaxes(title_text=TRACE_LABELS.get(name, name), row=row, col=1,
-                         type="log" if name == "grad_norm" else "linear")
+        fig.update_yaxes(
+            title_text=TRACE_LABELS.get(name, name), row=row, col=1, type="log" if name == "grad_norm" else "linear"
+        )
         if spikes.height:
             marks = spikes.filter(pl.col("trace") == name)
             for run_id in marks["run_id"].unique(maintain_order=True).to_list():
                 m = marks.filter(pl.col("run_id") == run_id)
-                fig.add_trace(go.Scatter(
-                    x=m["step_peak"].to_list(), y=m["peak_value"].to_list(), mode="markers", legendgroup=run_id,
-                    showlegend=False, name=f"{run_id} spikes",
-                    marker={"symbol": "triangle-down", "size": 11, "color": colors.get(run_id),
-                            "line": {"width": 1, "color": "white"}},
-                    customdata=list(zip(m["spike_id"].to_list(), m["step_start"].to_list(),
-                                        m["step_end"].fill_null(-1).to_list(), m["magnitude_mads"].to_list())),
-                    hovertemplate=(f"{run_id} {name} spike %{{customdata[0]}}<br>steps %{{customdata[1]:,}}–"
-                                   "%{customdata[2]:,}<br>peak %{y:.4g} at %{x:,}<br>%{customdata[3]:.1f} MADs"
-                                   "<extra></extra>"),
-                ), row=row, col=1)
-                for start, end in zip(m["step_start"].to_list(), m["step_end"].to_list()):
-                    fig.add_vrect(x0=start, x1=end if end is not None else start, row=row, col=1, line_width=0,
-                                  fillcolor=_rgba(colors.get(run_id, "#888888"), 0.15))
+                fig.add_trace(
+                    go.Scatter(
+                        x=m["step_peak"].to_list(),
+                        y=m["peak_value"].to_list(),
+                        mode="markers",
+                        legendgroup=run_id,
+                        showlegend=False,
+                        name=f"{run_id} spikes",
+                        marker={
+                            "symbol": "triangle-down",
+                            "size": 11,
+                            "color": colors.get(run_id),
+                            "line": {"width": 1, "color": "white"},
+                        },
+                        customdata=list(
+                            zip(
+                                m["spike_id"].to_list(),
+                                m["step_start"].to_list(),
+                                m["step_end"].fill_null(-1).to_list(),
+                                m["magnitude_mads"].to_list(),
+                                strict=True,
+                            )
+                        ),
+                        hovertemplate=(
+                            f"{run_id} {name} spike %{{customdata[0]}}<br>steps %{{customdata[1]:,}}–"
+                            "%{customdata[2]:,}<br>peak %{y:.4g} at %{x:,}<br>%{customdata[3]:.1f} MADs"
+                            "<extra></extra>"
+                        ),
+                    ),
+                    row=row,
+                    col=1,
+                )
+                for start, end in zip(m["step_start"].to_list(), m["step_end"].to_list(), strict=True):
+                    fig.add_vrect(
+                        x0=start,
+                        x1=end if end is not None else start,
+                        row=row,
+                        col=1,
+                        line_width=0,
+                        fillcolor=_rgba(colors.get(run_id, "#888888"), 0.15),
+                    )
     runs_with_checkpoints = checkpoints["run_id"].unique(maintain_order=True).to_list()
     for run_id in runs_with_checkpoints:
         ck = checkpoints.filter(pl.col("run_id") == run_id)
         if log_x:
             ck = ck.filter(pl.col("step") > 0)
         symbols = ["line-ns-open" if s == "done" else "x-thin-open" for s in ck["status"].to_list()]
-        fig.add_trace(go.Scatter(
-            x=ck["step"].to_list(), y=[run_id] * ck.height, mode="markers", legendgroup=run_id, showlegend=False,
-            name=f"{run_id} checkpoints", marker={"symbol": symbols, "size": 12, "color": colors.get(run_id),
-                                                  "line": {"width": 1.5, "color": colors.get(run_id)}},
-            customdata=ck["status"].to_list(),
-            hovertemplate=f"{run_id} checkpoint<br>step %{{x:,}} (%{{customdata}})<extra></extra>",
-        ), row=rows, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=ck["step"].to_list(),
+                y=[run_id] * ck.height,
+                mode="markers",
+                legendgroup=run_id,
+                showlegend=False,
+                name=f"{run_id} checkpoints",
+                marker={
+                    "symbol": symbols,
+                    "size": 12,
+                    "color": colors.get(run_id),
+                    "line": {"width": 1.5, "color": colors.get(run_id)},
+                },
+                customdata=ck["status"].to_list(),
+                hovertemplate=f"{run_id} checkpoint<br>step %{{x:,}} (%{{customdata}})<extra></extra>",
+            ),
+            row=rows,
+            col=1,
+        )
     fig.update_yaxes(title_text="checkpoints", row=rows, col=1, showgrid=False, categoryorder="category descending")
     _x_axis(fig, log_x, row=rows, col=1)
     return base_layout(fig, height=230 * len(names) + 90 + 22 * len(runs_with_checkpoints))
 
 
-def token_curve_figure(raw: pl.DataFrame, smoothed: pl.DataFrame, aoa: pl.DataFrame, chance_bits: float | None,
-                       spikes: pl.DataFrame, colors: dict[str, str], log_x: bool, title: str) -> go.Figure:
+def token_curve_figure(
+    raw: pl.DataFrame,
+    smoothed: pl.DataFrame,
+    aoa: pl.DataFrame,
+    chance_bits: float | None,
+    spikes: pl.DataFrame,
+    colors: dict[str, str],
+    log_x: bool,
+    title: str,
+) -> go.Figure:
     """One token's surprisal per run: raw points, smoothed G, AoA marks, chance line, spike bands."""
     fig = go.Figure()
     for run_id in raw["run_id"].unique(maintain_order=True).to_list():
@@ -119,40 +210,73 @@ def token_curve_figure(raw: pl.DataFrame, smoothed: pl.DataFrame, aoa: pl.DataFr
         if log_x:
             run = run.filter(pl.col("step") > 0)
         has_smooth = smoothed.height > 0 and run_id in set(smoothed["run_id"].to_list())
-        fig.add_trace(go.Scatter(
-            x=run["step"].to_list(), y=run["bits"].to_list(), name=run_id, legendgroup=run_id,
-            mode="markers" if has_smooth else "lines+markers",
-            marker={"color": colors.get(run_id), "size": 6, "opacity": 0.75},
-            line={"color": colors.get(run_id), "width": 1},
-            hovertemplate=f"{run_id}<br>step %{{x:,}}<br>%{{y:.3f}} bits<extra>raw</extra>",
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=run["step"].to_list(),
+                y=run["bits"].to_list(),
+                name=run_id,
+                legendgroup=run_id,
+                mode="markers" if has_smooth else "lines+markers",
+                marker={"color": colors.get(run_id), "size": 6, "opacity": 0.75},
+                line={"color": colors.get(run_id), "width": 1},
+                hovertemplate=f"{run_id}<br>step %{{x:,}}<br>%{{y:.3f}} bits<extra>raw</extra>",
+            )
+        )
         if has_smooth:
             g = smoothed.filter(pl.col("run_id") == run_id)
-            fig.add_trace(go.Scatter(
-                x=g["step"].to_list(), y=g["bits"].to_list(), name=f"{run_id} G", legendgroup=run_id,
-                showlegend=False, mode="lines", line={"color": colors.get(run_id), "width": 2.5},
-                hovertemplate=f"{run_id} smoothed G<br>step %{{x:,}}<br>%{{y:.3f}} bits<extra></extra>",
-            ))
+            fig.add_trace(
+                go.Scatter(
+                    x=g["step"].to_list(),
+                    y=g["bits"].to_list(),
+                    name=f"{run_id} G",
+                    legendgroup=run_id,
+                    showlegend=False,
+                    mode="lines",
+                    line={"color": colors.get(run_id), "width": 2.5},
+                    hovertemplate=f"{run_id} smoothed G<br>step %{{x:,}}<br>%{{y:.3f}} bits<extra></extra>",
+                )
+            )
     for row in aoa.iter_rows(named=True):
         step, run_id = row.get("aoa_step"), row["run_id"]
         if step is None or not math.isfinite(step) or run_id not in colors:
             continue
         fig.add_vline(x=step, line={"color": colors[run_id], "dash": "dash", "width": 1.2})
-        fig.add_trace(go.Scatter(
-            x=[step], y=[row.get("aoa_threshold_bits")], mode="markers", name=f"{run_id} AoA", legendgroup=run_id,
-            showlegend=False, marker={"symbol": "diamond", "size": 12, "color": colors[run_id],
-                                      "line": {"width": 1.5, "color": "white"}},
-            hovertemplate=(f"{run_id} age of acquisition<br>step %{{x:,.0f}}<br>threshold %{{y:.3f}} bits"
-                           "<extra></extra>"),
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=[step],
+                y=[row.get("aoa_threshold_bits")],
+                mode="markers",
+                name=f"{run_id} AoA",
+                legendgroup=run_id,
+                showlegend=False,
+                marker={
+                    "symbol": "diamond",
+                    "size": 12,
+                    "color": colors[run_id],
+                    "line": {"width": 1.5, "color": "white"},
+                },
+                hovertemplate=(
+                    f"{run_id} age of acquisition<br>step %{{x:,.0f}}<br>threshold %{{y:.3f}} bits<extra></extra>"
+                ),
+            )
+        )
     if chance_bits is not None:
-        fig.add_hline(y=chance_bits, line={"color": "#666666", "dash": "dot", "width": 1.5},
-                      annotation_text=f"chance log2(V) = {chance_bits:.2f} bits", annotation_position="top right",
-                      annotation_font={"size": 11, "color": "#555555"})
+        fig.add_hline(
+            y=chance_bits,
+            line={"color": "#666666", "dash": "dot", "width": 1.5},
+            annotation_text=f"chance log2(V) = {chance_bits:.2f} bits",
+            annotation_position="top right",
+            annotation_font={"size": 11, "color": "#555555"},
+        )
     for row in spikes.iter_rows(named=True):
         end = row["step_end"] if row["step_end"] is not None else row["step_peak"]
-        fig.add_vrect(x0=row["step_start"], x1=end, line_width=0, layer="below",
-                      fillcolor=_rgba(colors.get(row["run_id"], "#888888"), 0.18))
+        fig.add_vrect(
+            x0=row["step_start"],
+            x1=end,
+            line_width=0,
+            layer="below",
+            fillcolor=_rgba(colors.get(row["run_id"], "#888888"), 0.18),
+        )
     fig.update_yaxes(title_text="surprisal (bits)", rangemode="tozero")
     _x_axis(fig, log_x)
     return base_layout(fig, height=460, title=title)

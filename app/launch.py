@@ -1,27 +1,45 @@
-"""Start the explorer: ``streamlit run app/main.py`` on a warehouse, bound to localhost by default."""
+"""Start the explorer: ``streamlit run`` of the installed app script on a warehouse, bound to localhost by default."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from warehouse import Warehouse
+from ldw.warehouse import Warehouse
 
 APP_MAIN = Path(__file__).resolve().parent / "main.py"
-REPO_ROOT = APP_MAIN.parents[1]
 
 
 def streamlit_command(warehouse: Path, port: int, host: str) -> list[str]:
     """The command line that serves the app (headless, no file watcher, no usage stats)."""
     return [
-        sys.executable, "-m", "streamlit", "run", str(APP_MAIN),
-        "--server.address", host, "--server.port", str(port), "--server.headless", "true",
-        "--server.fileWatcherType", "none", "--server.runOnSave", "false",
-        "--browser.gatherUsageStats", "false", "--client.toolbarMode", "viewer",
-        "--theme.base", "light", "--theme.primaryColor", "#475569",
-        "--", "--warehouse", str(Path(warehouse).resolve()),
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP_MAIN),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--server.fileWatcherType",
+        "none",
+        "--server.runOnSave",
+        "false",
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "viewer",
+        "--theme.base",
+        "light",
+        "--theme.primaryColor",
+        "#475569",
+        "--",
+        "--warehouse",
+        str(Path(warehouse).resolve()),
     ]
 
 
@@ -33,9 +51,7 @@ def launch(warehouse: Path, port: int = 8501, host: str = "127.0.0.1") -> int:
     read-only app starts.
     """
     Warehouse.open(Path(warehouse))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    process = subprocess.Popen(streamlit_command(Path(warehouse), port, host), env=env)
+    process = subprocess.Popen(streamlit_command(Path(warehouse), port, host))
     try:
         return process.wait()
     except KeyboardInterrupt:

@@ -18,16 +18,22 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import queries as q
-from app.context import PAGE_KEY, SPIKE_KEY, TOKEN_INPUT_KEY, TOKEN_KEY, PageContext, select_token
-from app.figures import run_colors
-from app.source import Source
-from app.state import PAGES, XSCALES, AppState, read_state, write_state
-from app.views import export, overview, population, schedules, spikes, tokens
-from warehouse import WarehouseError
+from ldw.app import queries as q
+from ldw.app.context import PAGE_KEY, SPIKE_KEY, TOKEN_INPUT_KEY, TOKEN_KEY, PageContext, select_token
+from ldw.app.figures import run_colors
+from ldw.app.source import Source
+from ldw.app.state import PAGES, XSCALES, AppState, read_state, write_state
+from ldw.app.views import export, overview, population, schedules, spikes, tokens
+from ldw.warehouse import WarehouseError
 
-VIEWS = {"overview": overview, "tokens": tokens, "population": population, "spikes": spikes,
-         "schedules": schedules, "export": export}
+VIEWS = {
+    "overview": overview,
+    "tokens": tokens,
+    "population": population,
+    "spikes": spikes,
+    "schedules": schedules,
+    "export": export,
+}
 RUNS_KEY, XSCALE_KEY, LOADED_KEY = "nav_runs", "nav_xscale", "url_loaded"
 
 
@@ -60,8 +66,10 @@ def _sidebar(source: Source, all_runs: list[str], colors: dict[str, str]) -> Non
         st.radio("View", list(PAGES), format_func=PAGES.get, key=PAGE_KEY)
         if all_runs:
             st.multiselect("Runs", all_runs, key=RUNS_KEY)
-            legend = " ".join(f'<span style="color:{colors[r]};font-size:1.2em">●</span>&nbsp;{html.escape(r)}'
-                              for r in st.session_state[RUNS_KEY])
+            legend = " ".join(
+                f'<span style="color:{colors[r]};font-size:1.2em">●</span>&nbsp;{html.escape(r)}'
+                for r in st.session_state[RUNS_KEY]
+            )
             st.markdown(legend, unsafe_allow_html=True)
         st.radio("Step axis", XSCALES, horizontal=True, key=XSCALE_KEY)
         token = st.session_state.get(TOKEN_KEY)
@@ -91,8 +99,9 @@ def main() -> None:
     _sidebar(source, all_runs, colors)
     runs = [r for r in st.session_state.get(RUNS_KEY, all_runs) if r in all_runs]
     state = session_state(all_runs)
-    ctx = PageContext(source=source, state=state, tables=source.get(q.table_columns), all_runs=all_runs,
-                      runs=runs, colors=colors)
+    ctx = PageContext(
+        source=source, state=state, tables=source.get(q.table_columns), all_runs=all_runs, runs=runs, colors=colors
+    )
     VIEWS[state.page].render(ctx)
     write_state(st.query_params, session_state(all_runs))
 

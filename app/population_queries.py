@@ -12,13 +12,22 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from warehouse import Warehouse
+from ldw.warehouse import Warehouse
 
 RUN_TABLE, CROSS_TABLE, NGRAM_TABLE = "token_metrics", "crossrun_metrics", "ngram_stats"
 VENTILES = 20
 ALIASES = {RUN_TABLE: "m", CROSS_TABLE: "c", NGRAM_TABLE: "g"}
-SKIPPED = {"run_id", "token_idx", "gam_lambda", "aoa_step", "sigmoid_aoa_step", "aoa_threshold_bits", "n_runs",
-           "unigram_count", "ngram_order"}
+SKIPPED = {
+    "run_id",
+    "token_idx",
+    "gam_lambda",
+    "aoa_step",
+    "sigmoid_aoa_step",
+    "aoa_threshold_bits",
+    "n_runs",
+    "unigram_count",
+    "ngram_order",
+}
 LABELS = {
     "final_surprisal": "final surprisal (bits)",
     "within_run_var": "within-run variability (bits, std)",
@@ -111,8 +120,9 @@ def field_range(wh: Warehouse, field: Field) -> tuple[float, float]:
     return lo, max(hi, lo + 1e-12)
 
 
-def histogram(wh: Warehouse, field: Field, runs: list[str] | None, value_range: tuple[float, float],
-              bins: int = 60) -> pl.DataFrame:
+def histogram(
+    wh: Warehouse, field: Field, runs: list[str] | None, value_range: tuple[float, float], bins: int = 60
+) -> pl.DataFrame:
     """Counts per bin of ``field`` over ``value_range`` per run (one pooled 'all runs' series for token tables).
 
     ``runs`` None means every run.
@@ -132,8 +142,16 @@ def histogram(wh: Warehouse, field: Field, runs: list[str] | None, value_range: 
     )
 
 
-def density(wh: Warehouse, x: Field, y: Field, runs: list[str] | None, x_range: tuple[float, float],
-            y_range: tuple[float, float], bins: int = 80, trend_bins: int = 20) -> tuple[pl.DataFrame, pl.DataFrame]:
+def density(
+    wh: Warehouse,
+    x: Field,
+    y: Field,
+    runs: list[str] | None,
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    bins: int = 80,
+    trend_bins: int = 20,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """2-D counts of (x, y) over the runs pooled, and the mean and std of y per x bin per run, from one scan.
 
     DuckDB counts (run, x bin, y bin) cells with the sum and sum of squares of
@@ -157,19 +175,33 @@ def density(wh: Warehouse, x: Field, y: Field, runs: list[str] | None, x_range: 
         {**params, "bins": bins, "xlo": x_range[0], "xhi": x_range[1], "ylo": y_range[0], "yhi": y_range[1]},
     )
     x_width, y_width = (x_range[1] - x_range[0]) / bins, (y_range[1] - y_range[0]) / bins
-    cells = rows.group_by("bin_x", "bin_y").agg(pl.col("count").sum()).select(
-        (x_range[0] + (pl.col("bin_x") + 0.5) * x_width).alias("x"),
-        (y_range[0] + (pl.col("bin_y") + 0.5) * y_width).alias("y"), "count",
-    ).sort("x", "y")
+    cells = (
+        rows.group_by("bin_x", "bin_y")
+        .agg(pl.col("count").sum())
+        .select(
+            (x_range[0] + (pl.col("bin_x") + 0.5) * x_width).alias("x"),
+            (y_range[0] + (pl.col("bin_y") + 0.5) * y_width).alias("y"),
+            "count",
+        )
+        .sort("x", "y")
+    )
     merged = (pl.col("bin_x") * trend_bins // bins).alias("bin_t")
-    trend = rows.group_by("run_id", merged).agg(pl.col("count").sum().alias("n"), pl.col("y_sum").sum(),
-                                                pl.col("y_sq").sum())
+    trend = rows.group_by("run_id", merged).agg(
+        pl.col("count").sum().alias("n"), pl.col("y_sum").sum(), pl.col("y_sq").sum()
+    )
     floor = trend.group_by("run_id").agg((pl.col("n").sum() * 0.001).alias("floor"))
-    trend = trend.join(floor, on="run_id").filter(pl.col("n") >= pl.col("floor")).select(
-        "run_id", (x_range[0] + (pl.col("bin_t") + 0.5) * (x_range[1] - x_range[0]) / trend_bins).alias("x"),
-        (pl.col("y_sum") / pl.col("n")).alias("mean"),
-        (pl.col("y_sq") / pl.col("n") - (pl.col("y_sum") / pl.col("n")) ** 2).clip(0).sqrt().alias("std"), "n",
-    ).sort("run_id", "x")
+    trend = (
+        trend.join(floor, on="run_id")
+        .filter(pl.col("n") >= pl.col("floor"))
+        .select(
+            "run_id",
+            (x_range[0] + (pl.col("bin_t") + 0.5) * (x_range[1] - x_range[0]) / trend_bins).alias("x"),
+            (pl.col("y_sum") / pl.col("n")).alias("mean"),
+            (pl.col("y_sq") / pl.col("n") - (pl.col("y_sum") / pl.col("n")) ** 2).clip(0).sqrt().alias("std"),
+            "n",
+        )
+        .sort("run_id", "x")
+    )
     return cells, trend
 
 
@@ -214,7 +246,11 @@ def merge_frequency_bins(ventiles: pl.DataFrame, n_bins: int) -> pl.DataFrame:
     return (
         ventiles.with_columns(((pl.col("bin") - 1) // (VENTILES // n_bins) + 1).alias("bin"))
         .group_by("run_id", "step", "bin")
-        .agg((pl.col("bits") * pl.col("tokens")).sum() / pl.col("tokens").sum(), pl.col("tokens").sum(),
-             pl.col("freq_lo").min(), pl.col("freq_hi").max())
+        .agg(
+            (pl.col("bits") * pl.col("tokens")).sum() / pl.col("tokens").sum(),
+            pl.col("tokens").sum(),
+            pl.col("freq_lo").min(),
+            pl.col("freq_hi").max(),
+        )
         .sort("run_id", "bin", "step")
     )

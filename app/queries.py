@@ -14,7 +14,7 @@ from typing import Any
 
 import polars as pl
 
-from warehouse import Warehouse
+from ldw.warehouse import Warehouse
 
 TRACE_ORDER = ("loss", "grad_norm", "lr")
 
@@ -27,11 +27,7 @@ def table_columns(wh: Warehouse) -> dict[str, tuple[str, ...]]:
     )
     derived = set(wh.query("SELECT table_name FROM derived_tables")["table_name"].to_list())
     builtin = {"runs", "checkpoints", "sweeps", "eval_sets", "eval_tokens", "eval_sequences", "surprisal", "traces"}
-    return {
-        name: tuple(columns)
-        for name, columns in rows.iter_rows()
-        if name in derived or name in builtin
-    }
+    return {name: tuple(columns) for name, columns in rows.iter_rows() if name in derived or name in builtin}
 
 
 def derived_params(wh: Warehouse, table: str) -> dict[str, Any]:
@@ -87,8 +83,9 @@ def trace_names(wh: Warehouse) -> list[str]:
     return sorted(names, key=lambda n: (TRACE_ORDER.index(n) if n in TRACE_ORDER else len(TRACE_ORDER), n))
 
 
-def traces_downsampled(wh: Warehouse, runs: list[str], names: list[str], log_x: bool,
-                       max_points: int = 1500) -> pl.DataFrame:
+def traces_downsampled(
+    wh: Warehouse, runs: list[str], names: list[str], log_x: bool, max_points: int = 1500
+) -> pl.DataFrame:
     """Traces of ``runs`` x ``names`` with at most ``max_points`` points per (run, name).
 
     Longer traces are averaged in DuckDB over equal-width step buckets (in
@@ -120,6 +117,4 @@ def traces_downsampled(wh: Warehouse, runs: list[str], names: list[str], log_x: 
 
 def spikes(wh: Warehouse, runs: list[str]) -> pl.DataFrame:
     """Detected spikes of ``runs`` (table ``spikes``, written by `ldw spikes`)."""
-    return wh.query(
-        "SELECT * FROM spikes WHERE list_contains(?, run_id) ORDER BY run_id, trace, spike_id", [runs]
-    )
+    return wh.query("SELECT * FROM spikes WHERE list_contains(?, run_id) ORDER BY run_id, trace, spike_id", [runs])

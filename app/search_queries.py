@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from warehouse import Warehouse
+from ldw.warehouse import Warehouse
 
 TEXT_MODES = {
     "exact": "token_text = $q",
@@ -84,8 +84,12 @@ def rank_tokens(wh: Warehouse, key: str, run_id: str | None, limit: int = 200) -
     if run_id is None or ranking.run_column is None:
         table, column, where, params = "crossrun_metrics", ranking.crossrun_column, "true", {"limit": limit}
     else:
-        table, column, where, params = "token_metrics", ranking.run_column, "run_id = $run", {"limit": limit,
-                                                                                              "run": run_id}
+        table, column, where, params = (
+            "token_metrics",
+            ranking.run_column,
+            "run_id = $run",
+            {"limit": limit, "run": run_id},
+        )
     return wh.query(
         f"""
         WITH top AS (
@@ -105,8 +109,9 @@ def sequence_texts(wh: Warehouse) -> pl.DataFrame:
     Columns: seq_id, text, ends (list: character offset where each position's
     token text ends). Token texts come from the scored tokens with the same id.
     """
-    return wh.query(
-        """
+    return (
+        wh.query(
+            """
         WITH v AS (SELECT token_id, any_value(token_text) AS txt FROM eval_tokens GROUP BY token_id),
         p AS (
             SELECT seq_id, unnest(input_ids) AS token_id, unnest(range(len(input_ids))) AS position
@@ -117,11 +122,15 @@ def sequence_texts(wh: Warehouse) -> pl.DataFrame:
                list(length(txt) ORDER BY position) AS lens
         FROM pt GROUP BY seq_id ORDER BY seq_id
         """
-    ).with_columns(pl.col("lens").list.eval(pl.element().cum_sum()).alias("ends")).drop("lens")
+        )
+        .with_columns(pl.col("lens").list.eval(pl.element().cum_sum()).alias("ends"))
+        .drop("lens")
+    )
 
 
-def context_matches(texts: pl.DataFrame, needle: str, target: str,
-                    max_sequences: int = MAX_CONTEXT_SEQUENCES) -> tuple[list[int], list[int]]:
+def context_matches(
+    texts: pl.DataFrame, needle: str, target: str, max_sequences: int = MAX_CONTEXT_SEQUENCES
+) -> tuple[list[int], list[int]]:
     """(seq_ids, positions) of the target token at every occurrence of ``needle`` (any case).
 
     ``target`` (one of :data:`CONTEXT_TARGETS`) picks the token whose text
@@ -160,12 +169,13 @@ def hits_at(wh: Warehouse, seq_ids: tuple[int, ...], positions: tuple[int, ...],
     )
 
 
-def with_snippets(hits: pl.DataFrame, sequences: dict[int, list[int]], vocab: dict[int, str],
-                  width: int = 12) -> pl.DataFrame:
+def with_snippets(
+    hits: pl.DataFrame, sequences: dict[int, list[int]], vocab: dict[int, str], width: int = 12
+) -> pl.DataFrame:
     """``hits`` with a ``context`` column: the text of up to ``width`` tokens before each target."""
     snippets = []
     for seq_id, position in hits.select("seq_id", "position").iter_rows():
-        window = sequences.get(seq_id, [])[max(0, position - width):position]
+        window = sequences.get(seq_id, [])[max(0, position - width) : position]
         text = "".join(vocab.get(int(i), f"<{i}>") for i in window)
         snippets.append(("…" if position > width else "") + text)
     return hits.with_columns(pl.Series("context", snippets, dtype=pl.String))

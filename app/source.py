@@ -15,8 +15,8 @@ from typing import Any
 
 import streamlit as st
 
-from warehouse import Warehouse
-from warehouse.catalog import CATALOG_FILE
+from ldw.warehouse import Warehouse
+from ldw.warehouse.catalog import CATALOG_FILE
 
 _CACHED: dict[tuple[Callable[..., Any], bool], Callable[..., Any]] = {}
 
@@ -32,10 +32,14 @@ def warehouse_version(root: Path) -> str:
     for name in (CATALOG_FILE, f"{CATALOG_FILE}.wal"):
         path = root / name
         stamps.append(str(path.stat().st_mtime_ns) if path.exists() else "-")
-    row = Warehouse.open(root, read_only=True).query(
-        "SELECT (SELECT max(computed_at) FROM derived_tables) AS derived, "
-        "(SELECT count(*) FROM checkpoints WHERE status = 'done') AS done"
-    ).row(0)
+    row = (
+        Warehouse.open(root, read_only=True)
+        .query(
+            "SELECT (SELECT max(computed_at) FROM derived_tables) AS derived, "
+            "(SELECT count(*) FROM checkpoints WHERE status = 'done') AS done"
+        )
+        .row(0)
+    )
     return "|".join([*stamps, str(row[0]), str(row[1])])
 
 
@@ -45,13 +49,17 @@ def _cached(fn: Callable[..., Any], shared: bool) -> Callable[..., Any]:
     Each wrapper carries ``fn``'s name, so wrappers never share a cache.
     """
     if (fn, shared) not in _CACHED:
+
         def run(root: str, version: str, args: tuple[Any, ...]) -> Any:
             return fn(Warehouse.open(Path(root), read_only=True), *args)
 
         run.__qualname__ = run.__name__ = f"{fn.__module__}.{fn.__qualname__}"
         run.__module__ = fn.__module__
-        cache = st.cache_resource(show_spinner=False, max_entries=4) if shared else \
-            st.cache_data(show_spinner=False, max_entries=256)
+        cache = (
+            st.cache_resource(show_spinner=False, max_entries=4)
+            if shared
+            else st.cache_data(show_spinner=False, max_entries=256)
+        )
         _CACHED[(fn, shared)] = cache(run)
     return _CACHED[(fn, shared)]
 
@@ -64,7 +72,7 @@ class Source:
     version: str
 
     @classmethod
-    def at(cls, root: Path) -> "Source":
+    def at(cls, root: Path) -> Source:
         """The warehouse at ``root`` as it is now."""
         root = Path(root).resolve()
         return cls(str(root), warehouse_version(root))

@@ -71,7 +71,7 @@ def state_params(state: AppState) -> dict[str, str]:
 def write_state(params: MutableMapping[str, Any], state: AppState) -> None:
     """Make ``params`` (``st.query_params``) hold exactly ``state``, touching only keys that changed."""
     wanted = state_params(state)
-    for key in [k for k in params.keys() if k not in wanted]:
+    for key in [k for k in params if k not in wanted]:
         del params[key]
     for key, value in wanted.items():
         if params.get(key) != value:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from app.queries import derived_params
-from warehouse import Warehouse
+from ldw.app.queries import derived_params
+from ldw.warehouse import Warehouse
 
 CURVE_SCHEMA = {"run_id": pl.String, "step": pl.Int64, "bits": pl.Float64}
 
@@ -45,12 +45,14 @@ def token_context(input_ids: list[int], position: int, vocab: dict[int, str]) ->
     The evaluation set stores ids; texts come from scored tokens with the
     same id, and an id that is never scored reads ``<id>``.
     """
-    return pl.DataFrame({
-        "position": list(range(len(input_ids))),
-        "token_id": input_ids,
-        "token_text": [vocab.get(int(i), f"<{i}>") for i in input_ids],
-        "is_target": [p == position for p in range(len(input_ids))],
-    })
+    return pl.DataFrame(
+        {
+            "position": list(range(len(input_ids))),
+            "token_id": input_ids,
+            "token_text": [vocab.get(int(i), f"<{i}>") for i in input_ids],
+            "is_target": [p == position for p in range(len(input_ids))],
+        }
+    )
 
 
 def raw_table_chunk(wh: Warehouse) -> int | None:
@@ -64,8 +66,9 @@ def raw_table_chunk(wh: Warehouse) -> int | None:
     steps, chunk = params.get("steps"), params.get("chunk_tokens")
     if not isinstance(steps, dict) or not steps or not isinstance(chunk, int) or chunk < 1:
         return None
-    done = wh.query("SELECT run_id, list(step ORDER BY step) AS steps FROM checkpoints WHERE status = 'done' "
-                    "GROUP BY run_id")
+    done = wh.query(
+        "SELECT run_id, list(step ORDER BY step) AS steps FROM checkpoints WHERE status = 'done' GROUP BY run_id"
+    )
     current = {run_id: list(s) for run_id, s in done.iter_rows()}
     fresh = all(current.get(run_id) == list(s) for run_id, s in steps.items()) and set(current) <= set(steps)
     return chunk if fresh else None

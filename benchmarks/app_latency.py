@@ -33,14 +33,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app import population_queries as pop  # noqa: E402
-from app import queries as q  # noqa: E402
-from app import search_queries as sq  # noqa: E402
-from app import token_queries as tq  # noqa: E402
-from app.source import warehouse_version  # noqa: E402
-from tests.app.synthetic import SyntheticSpec, build_synthetic_warehouse  # noqa: E402
-from tests.app.token_major import write_token_curves_raw  # noqa: E402
-from warehouse import Warehouse  # noqa: E402
+from ldw.app import population_queries as pop
+from ldw.app import queries as q
+from ldw.app import search_queries as sq
+from ldw.app import token_queries as tq
+from ldw.app.source import warehouse_version
+from ldw.warehouse import Warehouse
+from tests.app.synthetic import SyntheticSpec, build_synthetic_warehouse
+from tests.app.token_major import write_token_curves_raw
 
 RESULTS = Path(__file__).resolve().parent / "results" / "app_latency.json"
 SPEC_FILE = "benchmark_spec.json"
@@ -49,9 +49,17 @@ SEQ_LEN = 128
 
 def spec_from_args(args: argparse.Namespace) -> SyntheticSpec:
     """Warehouse sizes: sequences of 128 tokens, every position but the first scored."""
-    return SyntheticSpec(n_sequences=math.ceil(args.tokens / (SEQ_LEN - 1)), seq_len=SEQ_LEN, n_runs=args.runs,
-                         n_checkpoints=args.checkpoints, vocab_size=args.vocab, max_step=args.max_step,
-                         trace_every=args.trace_every, smoothed=not args.no_smoothed, top_n=1000)
+    return SyntheticSpec(
+        n_sequences=math.ceil(args.tokens / (SEQ_LEN - 1)),
+        seq_len=SEQ_LEN,
+        n_runs=args.runs,
+        n_checkpoints=args.checkpoints,
+        vocab_size=args.vocab,
+        max_step=args.max_step,
+        trace_every=args.trace_every,
+        smoothed=not args.no_smoothed,
+        top_n=1000,
+    )
 
 
 def ensure_warehouse(root: Path, spec: SyntheticSpec, token_major: bool) -> dict[str, Any]:
@@ -125,30 +133,37 @@ def measure(root: Path, repeats: int, n_tokens: int, seed: int) -> dict[str, dic
     out["warehouse version"] = repeated(warehouse_version, repeats, root)
     out["table list"] = repeated(q.table_columns, repeats, wh)
     out["overview: run summary"] = repeated(q.run_summary, repeats, wh)
-    out["overview: traces (3 x runs, bucketed)"] = repeated(q.traces_downsampled, repeats, wh, runs,
-                                                            ["loss", "grad_norm", "lr"], True)
-    out["overview: checkpoints + spikes"] = repeated(lambda: (q.checkpoint_table(wh, runs), q.spikes(wh, runs)),
-                                                     repeats)
+    out["overview: traces (3 x runs, bucketed)"] = repeated(
+        q.traces_downsampled, repeats, wh, runs, ["loss", "grad_norm", "lr"], True
+    )
+    out["overview: checkpoints + spikes"] = repeated(
+        lambda: (q.checkpoint_table(wh, runs), q.spikes(wh, runs)), repeats
+    )
     out["search: token text, exact"] = repeated(sq.search_token_text, repeats, wh, " the", "exact", 200)
     out["search: token text, contains"] = repeated(sq.search_token_text, repeats, wh, "IN", "contains (any case)", 200)
     out["search: token id"] = repeated(sq.search_token_id, repeats, wh, 7, 200)
     out["search: rank one run (latest AoA)"] = repeated(sq.rank_tokens, repeats, wh, "latest_aoa", runs[0], 200)
-    out["search: rank across runs (crossrun var)"] = repeated(sq.rank_tokens, repeats, wh, "most_variable_seeds",
-                                                              None, 200)
+    out["search: rank across runs (crossrun var)"] = repeated(
+        sq.rank_tokens, repeats, wh, "most_variable_seeds", None, 200
+    )
     out["search: vocabulary (once per version)"] = repeated(tq.vocab_texts, 1, wh)
     texts, build_ms = timed(sq.sequence_texts, wh)
     out["search: context index (once per version)"] = {"median_ms": build_ms, "max_ms": build_ms, "calls": 1}
     out["search: context text (indexed)"] = repeated(
-        lambda: sq.hits_at(wh, *map(tuple, sq.context_matches(texts, " of the", sq.CONTEXT_TARGETS[1]))), repeats)
+        lambda: sq.hits_at(wh, *map(tuple, sq.context_matches(texts, " of the", sq.CONTEXT_TARGETS[1]))), repeats
+    )
     final_range, freq_range = pop.field_range(wh, final), pop.field_range(wh, freq)
     out["population: field range (once per field and version)"] = repeated(pop.field_range, repeats, wh, final)
     out["population: histogram, all runs"] = repeated(pop.histogram, repeats, wh, final, None, final_range, 60)
-    out["population: density + trend, freq x final, all runs"] = repeated(pop.density, repeats, wh, freq, final,
-                                                                          None, freq_range, final_range, 80)
-    out["population: density + trend, 2 of the runs"] = repeated(pop.density, repeats, wh, freq, final, runs[:2],
-                                                                 freq_range, final_range, 80)
+    out["population: density + trend, freq x final, all runs"] = repeated(
+        pop.density, repeats, wh, freq, final, None, freq_range, final_range, 80
+    )
+    out["population: density + trend, 2 of the runs"] = repeated(
+        pop.density, repeats, wh, freq, final, runs[:2], freq_range, final_range, 80
+    )
     out["population: mean curves by freq, 1 run, 65,536 tokens"] = repeated(
-        pop.mean_curves_by_frequency, max(1, repeats // 2), wh, runs[0], min(65_536, n_tokens))
+        pop.mean_curves_by_frequency, max(1, repeats // 2), wh, runs[0], min(65_536, n_tokens)
+    )
     return out
 
 
@@ -170,20 +185,36 @@ def main() -> None:
     facts = ensure_warehouse(args.dir, spec, token_major=not args.no_token_major)
     results = measure(args.dir, args.repeats, spec.n_tokens, seed=0)
     size = f"{spec.n_tokens:,} tokens x {spec.n_runs} runs x {spec.n_checkpoints} checkpoints"
-    print(f"\napp latency on {size} ({facts['parquet_gb']} GB of Parquet), {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"\napp latency on {size} ({facts['parquet_gb']} GB of Parquet), {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"{'query':62s} {'median ms':>10s} {'max ms':>10s} {'calls':>6s}")
     for name, row in results.items():
         print(f"{name:62s} {row['median_ms']:10.1f} {row['max_ms']:10.1f} {row['calls']:6d}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "size": {"tokens": spec.n_tokens, "runs": spec.n_runs, "checkpoints": spec.n_checkpoints,
-                 "surprisal_files": spec.n_runs * spec.n_checkpoints},
-        "build": facts, "machine": {"cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0],
-                                    "python": platform.python_version(), "platform": platform.platform()},
-        "targets_ms": {"token curves, all runs": 200, "population density": 1000},
-        "results": results,
-    }, indent=2))
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "size": {
+                    "tokens": spec.n_tokens,
+                    "runs": spec.n_runs,
+                    "checkpoints": spec.n_checkpoints,
+                    "surprisal_files": spec.n_runs * spec.n_checkpoints,
+                },
+                "build": facts,
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "load_average_1m": os.getloadavg()[0],
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                },
+                "targets_ms": {"token curves, all runs": 200, "population density": 1000},
+                "results": results,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {RESULTS}")
 
 

@@ -29,12 +29,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.aoa import fit_sigmoid_scipy, fit_sigmoids, first_crossing, gam_aoa, sigmoid_aoa  # noqa: E402
-from pipelines.curve_metrics import CrossRunAccumulator, SmootherCache, run_metrics  # noqa: E402
-from pipelines.gam import build_smoother, fit_curves  # noqa: E402
-from pipelines.metrics import compute_metrics  # noqa: E402
-from tests.pipelines.test_gam import CHANCE, chang_steps, pygam_reference, synthetic_curves  # noqa: E402
-from tests.pipelines.test_metrics import build_warehouse  # noqa: E402
+from ldw.curves.aoa import first_crossing, fit_sigmoid_scipy, fit_sigmoids, gam_aoa, sigmoid_aoa
+from ldw.curves.gam import build_smoother, fit_curves
+from ldw.curves.metrics import CrossRunAccumulator, SmootherCache, run_metrics
+from ldw.curves.store import compute_metrics
+from tests.pipelines.test_gam import CHANCE, chang_steps, pygam_reference, synthetic_curves
+from tests.pipelines.test_metrics import build_warehouse
 
 RESULTS = Path(__file__).resolve().parent / "results" / "curve_metrics.json"
 
@@ -55,6 +55,7 @@ def timed_cpu(fn):
 
 def bench_gam(x: np.ndarray, curves: np.ndarray, n_reference: int) -> dict:
     """Vectorized smoothing + AoA vs pyGAM gridsearch + the released AoA loop, per curve."""
+
     def vectorized():
         smoother = build_smoother(x)
         fit = fit_curves(smoother, curves)
@@ -75,9 +76,16 @@ def bench_gam(x: np.ndarray, curves: np.ndarray, n_reference: int) -> dict:
     lam_same = float(np.mean([fit.lam[i] == g.lam[0][0] for i, (g, _) in enumerate(refs)]))
     aoa_same = float(np.mean([aoa.log10_step[i] == a for i, (_, a) in enumerate(refs)]))
     ours, theirs = len(curves) / seconds, n_reference / ref_seconds
-    return {"vectorized_curves_per_s": ours, "reference_curves_per_s": theirs, "speedup": ours / theirs,
-            "n_vectorized": len(curves), "n_reference": n_reference, "max_abs_diff_G_bits": max_dg,
-            "lambda_agreement": lam_same, "aoa_agreement": aoa_same}
+    return {
+        "vectorized_curves_per_s": ours,
+        "reference_curves_per_s": theirs,
+        "speedup": ours / theirs,
+        "n_vectorized": len(curves),
+        "n_reference": n_reference,
+        "max_abs_diff_G_bits": max_dg,
+        "lambda_agreement": lam_same,
+        "aoa_agreement": aoa_same,
+    }
 
 
 def bench_sigmoid(x: np.ndarray, curves: np.ndarray, n_reference: int) -> dict:
@@ -88,10 +96,15 @@ def bench_sigmoid(x: np.ndarray, curves: np.ndarray, n_reference: int) -> dict:
     ref_aoa = sigmoid_aoa(x, ref, CHANCE).log10_step
     spacing = (x[-1] - x[0]) / 999
     ours, theirs = len(curves) / seconds, n_reference / ref_seconds
-    return {"vectorized_curves_per_s": ours, "reference_curves_per_s": theirs, "speedup": ours / theirs,
-            "n_vectorized": len(curves), "n_reference": n_reference,
-            "aoa_within_one_grid_step": float(np.mean(np.abs(ours_aoa - ref_aoa) <= spacing * 1.0001)),
-            "refitted_with_curve_fit": int(fit.refitted.sum())}
+    return {
+        "vectorized_curves_per_s": ours,
+        "reference_curves_per_s": theirs,
+        "speedup": ours / theirs,
+        "n_vectorized": len(curves),
+        "n_reference": n_reference,
+        "aoa_within_one_grid_step": float(np.mean(np.abs(ours_aoa - ref_aoa) <= spacing * 1.0001)),
+        "refitted_with_curve_fit": int(fit.refitted.sum()),
+    }
 
 
 def bench_run_metrics(steps: np.ndarray, curves: np.ndarray, n_runs: int, full_curves: int) -> dict:
@@ -108,8 +121,14 @@ def bench_run_metrics(steps: np.ndarray, curves: np.ndarray, n_runs: int, full_c
 
     _, seconds, cpu = timed_cpu(work)
     n = n_runs * len(curves)
-    return {"curves_per_s": n / seconds, "n_curves": n, "cpu_s": cpu, "wall_s": seconds,
-            "extrapolated_full_s": seconds * full_curves / n, "extrapolated_full_cpu_s": cpu * full_curves / n}
+    return {
+        "curves_per_s": n / seconds,
+        "n_curves": n,
+        "cpu_s": cpu,
+        "wall_s": seconds,
+        "extrapolated_full_s": seconds * full_curves / n,
+        "extrapolated_full_cpu_s": cpu * full_curves / n,
+    }
 
 
 def bench_pipeline(root: Path, full_curves: int) -> dict:
@@ -117,10 +136,16 @@ def bench_pipeline(root: Path, full_curves: int) -> dict:
     summary, seconds, cpu = timed_cpu(lambda: compute_metrics(root, progress=False))
     curves = summary["tokens"] * len(summary["runs"])
     checkpoints = len(next(iter(summary["params"]["steps"].values())))
-    return {"tokens": summary["tokens"], "runs": len(summary["runs"]), "positive_checkpoints": checkpoints,
-            "compute_metrics_s": seconds, "cpu_s": cpu, "curves_per_s": curves / seconds,
-            "extrapolated_full_s": seconds * full_curves / curves,
-            "extrapolated_full_cpu_s": cpu * full_curves / curves}
+    return {
+        "tokens": summary["tokens"],
+        "runs": len(summary["runs"]),
+        "positive_checkpoints": checkpoints,
+        "compute_metrics_s": seconds,
+        "cpu_s": cpu,
+        "curves_per_s": curves / seconds,
+        "extrapolated_full_s": seconds * full_curves / curves,
+        "extrapolated_full_cpu_s": cpu * full_curves / curves,
+    }
 
 
 def pipeline_slice(args: argparse.Namespace, full_curves: int) -> dict:
@@ -146,8 +171,12 @@ def main() -> None:
     parser.add_argument("--pipeline-tokens", type=int, default=65_536)
     parser.add_argument("--pipeline-runs", type=int, default=2)
     parser.add_argument("--pipeline-checkpoints", type=int, default=222, help="0 skips the warehouse slice")
-    parser.add_argument("--pipeline-warehouse", type=Path, default=None,
-                        help="time an existing warehouse instead of building a slice (its metric tables are rewritten)")
+    parser.add_argument(
+        "--pipeline-warehouse",
+        type=Path,
+        default=None,
+        help="time an existing warehouse instead of building a slice (its metric tables are rewritten)",
+    )
     parser.add_argument("--full-tokens", type=int, default=1_000_000)
     parser.add_argument("--full-runs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -159,12 +188,17 @@ def main() -> None:
     positive = curves[:, 1:].astype(np.float64)
     full = args.full_tokens * args.full_runs
     results = {
-        "machine": {"cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg(), "python": platform.python_version(),
-                    "numpy": np.__version__},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_avg_at_start": os.getloadavg(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        },
         "sizes": vars(args) | {"out": str(args.out)},
         "gam_aoa": bench_gam(x, positive, min(args.reference_curves, args.curves)),
-        "sigmoid_aoa": bench_sigmoid(x, positive[: args.sigmoid_curves],
-                                     min(args.sigmoid_reference_curves, args.sigmoid_curves)),
+        "sigmoid_aoa": bench_sigmoid(
+            x, positive[: args.sigmoid_curves], min(args.sigmoid_reference_curves, args.sigmoid_curves)
+        ),
         "run_metrics": bench_run_metrics(steps, curves, 2, full),
     }
     if args.pipeline_checkpoints or args.pipeline_warehouse:
@@ -174,23 +208,33 @@ def main() -> None:
     print(f"{'part':<34}{'ours curves/s':>15}{'reference/s':>13}{'speedup':>9}")
     for name in ("gam_aoa", "sigmoid_aoa"):
         r = results[name]
-        print(f"{name:<34}{r['vectorized_curves_per_s']:>15,.0f}{r['reference_curves_per_s']:>13,.1f}"
-              f"{r['speedup']:>8,.0f}x")
+        print(
+            f"{name:<34}{r['vectorized_curves_per_s']:>15,.0f}{r['reference_curves_per_s']:>13,.1f}"
+            f"{r['speedup']:>8,.0f}x"
+        )
     g = results["gam_aoa"]
-    print(f"  GAM vs pyGAM: max |dG| {g['max_abs_diff_G_bits']:.1e} bits, lambda agree {g['lambda_agreement']:.0%}, "
-          f"AoA agree {g['aoa_agreement']:.0%} (n={g['n_reference']})")
+    print(
+        f"  GAM vs pyGAM: max |dG| {g['max_abs_diff_G_bits']:.1e} bits, lambda agree {g['lambda_agreement']:.0%}, "
+        f"AoA agree {g['aoa_agreement']:.0%} (n={g['n_reference']})"
+    )
     print(f"  sigmoid AoA within one grid step of curve_fit: {results['sigmoid_aoa']['aoa_within_one_grid_step']:.0%}")
     scale = f"{args.full_tokens:,} tokens x {args.full_runs} runs"
     r = results["run_metrics"]
-    print(f"{'run_metrics in memory':<34}{r['curves_per_s']:>15,.0f}   -> {scale}: "
-          f"{r['extrapolated_full_s']:,.0f} s wall, {r['extrapolated_full_cpu_s']:,.0f} s CPU (extrapolated)")
+    print(
+        f"{'run_metrics in memory':<34}{r['curves_per_s']:>15,.0f}   -> {scale}: "
+        f"{r['extrapolated_full_s']:,.0f} s wall, {r['extrapolated_full_cpu_s']:,.0f} s CPU (extrapolated)"
+    )
     if "pipeline" in results:
         p = results["pipeline"]
-        print(f"{'compute_metrics on a warehouse':<34}{p['curves_per_s']:>15,.0f}   -> measured "
-              f"{p['tokens']:,} tokens x {p['runs']} runs x {p['positive_checkpoints']} ckpts: "
-              f"{p['compute_metrics_s']:.1f} s wall, {p['cpu_s']:.1f} s CPU")
-        print(f"{'':<34}{'':>15}   -> {scale}: {p['extrapolated_full_s']:,.0f} s wall, "
-              f"{p['extrapolated_full_cpu_s']:,.0f} s CPU (extrapolated)")
+        print(
+            f"{'compute_metrics on a warehouse':<34}{p['curves_per_s']:>15,.0f}   -> measured "
+            f"{p['tokens']:,} tokens x {p['runs']} runs x {p['positive_checkpoints']} ckpts: "
+            f"{p['compute_metrics_s']:.1f} s wall, {p['cpu_s']:.1f} s CPU"
+        )
+        print(
+            f"{'':<34}{'':>15}   -> {scale}: {p['extrapolated_full_s']:,.0f} s wall, "
+            f"{p['extrapolated_full_cpu_s']:,.0f} s CPU (extrapolated)"
+        )
     machine = results["machine"]
     print(f"load average start/end: {machine['load_avg_at_start']} / {machine['load_avg_at_end']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,8 @@ corpus with a byte-level BPE, AdamW as the reference trainer uses it), writes
 each run's ``train_log.jsonl``, ingests it with ``read_training_log`` into a
 temporary warehouse, then for each scenario fits the law on some runs
 (``fit_schedule_in_warehouse``) and predicts the others from their LR sequence
-alone, with the paper's S2 momentum factor 0.999 and with 0.99. Errors are against the raw per-step training loss and against a
+alone, with the paper's S2 momentum factor 0.999 and with 0.99. Errors are against
+the raw per-step training loss and against a
 centred 51-step moving average of it (the law predicts the trend, not the
 batch noise). A naive baseline predicts a run by another run's observed curve.
 
@@ -31,16 +32,16 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from transformers import AutoModelForCausalLM  # noqa: E402
+from transformers import AutoModelForCausalLM
 
-from pipelines.bpe import train_bpe_tokenizer  # noqa: E402
-from pipelines.corpus import SPLIT_SEED, load_documents, split_documents  # noqa: E402
-from pipelines.lr_law_warehouse import fit_schedule_in_warehouse  # noqa: E402
-from pipelines.lr_schedules import constant_schedule, cosine_schedule, wsd_schedule  # noqa: E402
-from pipelines.train import sample_windows, seed_everything, token_stream  # noqa: E402
-from pipelines.train_config import TrainConfig, build_model_config  # noqa: E402
-from pipelines.training_logs import read_training_log  # noqa: E402
-from warehouse import Warehouse  # noqa: E402
+from ldw.corpus import SPLIT_SEED, load_documents, split_documents
+from ldw.dynamics.lr_law_store import fit_schedule_in_warehouse
+from ldw.ingest.training_logs import read_training_log
+from ldw.train.bpe import train_bpe_tokenizer
+from ldw.train.config import TrainConfig, build_model_config
+from ldw.train.lr_schedules import constant_schedule, cosine_schedule, wsd_schedule
+from ldw.train.trainer import sample_windows, seed_everything, token_stream
+from ldw.warehouse import Warehouse
 
 RESULTS = Path(__file__).resolve().parent / "results" / "lr_law_transfer.json"
 SCENARIOS = {
@@ -57,8 +58,11 @@ def train(lrs: np.ndarray, stream: torch.Tensor, config: TrainConfig, vocab: int
     model = AutoModelForCausalLM.from_config(build_model_config(config, vocab, eos))
     decay = [p for p in model.parameters() if p.ndim >= 2]
     rest = [p for p in model.parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": rest, "weight_decay": 0.0}], lr=float(lrs[1]), betas=(0.9, 0.95))
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+        lr=float(lrs[1]),
+        betas=(0.9, 0.95),
+    )
     generator = torch.Generator().manual_seed(config.seed)
     model.train()
     started = time.perf_counter()
@@ -72,8 +76,18 @@ def train(lrs: np.ndarray, stream: torch.Tensor, config: TrainConfig, vocab: int
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
             optimizer.step()
-            handle.write(json.dumps({"step": step, "loss": loss.item(), "grad_norm": grad_norm.item(),
-                                     "lr": float(lrs[step]), "tokens_seen": step * config.batch_size * config.seq_len}) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "step": step,
+                        "loss": loss.item(),
+                        "grad_norm": grad_norm.item(),
+                        "lr": float(lrs[step]),
+                        "tokens_seen": step * config.batch_size * config.seq_len,
+                    }
+                )
+                + "\n"
+            )
     return time.perf_counter() - started
 
 
@@ -90,9 +104,12 @@ def errors(pred: np.ndarray, obs: np.ndarray, start: int, noisy_pred: bool) -> d
     """
     smooth_pred = moving_average(pred)[start:] if noisy_pred else pred[start:]
     p, o, s = pred[start:], obs[start:], moving_average(obs)[start:]
-    return {"rmse": float(np.sqrt(np.mean((p - o) ** 2))), "mape_pct": float(100 * np.mean(np.abs(p - o) / o)),
-            "rmse_smoothed": float(np.sqrt(np.mean((smooth_pred - s) ** 2))),
-            "mape_pct_smoothed": float(100 * np.mean(np.abs(smooth_pred - s) / s))}
+    return {
+        "rmse": float(np.sqrt(np.mean((p - o) ** 2))),
+        "mape_pct": float(100 * np.mean(np.abs(p - o) / o)),
+        "rmse_smoothed": float(np.sqrt(np.mean((smooth_pred - s) ** 2))),
+        "mape_pct_smoothed": float(100 * np.mean(np.abs(smooth_pred - s) / s)),
+    }
 
 
 def main() -> None:
@@ -103,12 +120,23 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seq-len", type=int, default=64)
-    parser.add_argument("--decays", type=float, nargs="+", default=[0.999, 0.99],
-                        help="momentum factors of S2 to compare (the paper's is 0.999)")
+    parser.add_argument(
+        "--decays",
+        type=float,
+        nargs="+",
+        default=[0.999, 0.99],
+        help="momentum factors of S2 to compare (the paper's is 0.999)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)  # a tiny model: threads only add synchronisation on shared cores
-    config = TrainConfig(steps=args.steps, lr=args.lr, warmup_steps=args.warmup, batch_size=args.batch_size,
-                         seq_len=args.seq_len, device="cpu")
+    config = TrainConfig(
+        steps=args.steps,
+        lr=args.lr,
+        warmup_steps=args.warmup,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        device="cpu",
+    )
     schedules = {
         "constant": constant_schedule(args.steps, args.lr, args.warmup),
         "wsd": wsd_schedule(args.steps, args.lr, args.warmup, decay_fraction=0.2),
@@ -134,36 +162,74 @@ def main() -> None:
         for scenario, (fit_runs, targets) in SCENARIOS.items():
             for decay in args.decays:
                 began = time.perf_counter()
-                result = fit_schedule_in_warehouse(root / "wh", fit_runs, predict=[f"run:{t}" for t in targets],
-                                                   decay=decay)
+                result = fit_schedule_in_warehouse(
+                    root / "wh", fit_runs, predict=[f"run:{t}" for t in targets], decay=decay
+                )
                 p = result.fit.params
-                fits[f"{scenario}, decay {decay}"] = {"L0": p.L0, "A": p.A, "alpha": p.alpha, "C": p.C,
-                                                      "fit_seconds": time.perf_counter() - began}
+                fits[f"{scenario}, decay {decay}"] = {
+                    "L0": p.L0,
+                    "A": p.A,
+                    "alpha": p.alpha,
+                    "C": p.C,
+                    "fit_seconds": time.perf_counter() - began,
+                }
                 for target in fit_runs + targets:
                     curve = result.curves.filter(result.curves["schedule"] == target).sort("step")
                     kind = "fit" if target in fit_runs else "predict"
-                    rows.append({"scenario": scenario, "schedule": target, "kind": kind, "method": f"law {decay}",
-                                 **errors(curve["predicted_loss"].to_numpy(), observed[target], start - 1, False)})
+                    rows.append(
+                        {
+                            "scenario": scenario,
+                            "schedule": target,
+                            "kind": kind,
+                            "method": f"law {decay}",
+                            **errors(curve["predicted_loss"].to_numpy(), observed[target], start - 1, False),
+                        }
+                    )
             for target in targets:
                 for source in fit_runs:
-                    rows.append({"scenario": scenario, "schedule": target, "kind": "predict",
-                                 "method": f"copy {source}",
-                                 **errors(observed[source], observed[target], start - 1, True)})
+                    rows.append(
+                        {
+                            "scenario": scenario,
+                            "schedule": target,
+                            "kind": "predict",
+                            "method": f"copy {source}",
+                            **errors(observed[source], observed[target], start - 1, True),
+                        }
+                    )
     header = ["scenario", "schedule", "kind", "method", "rmse", "mape_pct", "rmse_smoothed", "mape_pct_smoothed"]
     print(" | ".join(header))
     for row in rows:
         print(" | ".join(f"{row[k]:.4f}" if isinstance(row[k], float) else str(row[k]) for k in header))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "config": {"steps": args.steps, "lr": args.lr, "warmup": args.warmup, "batch_size": args.batch_size,
-                   "seq_len": args.seq_len, "model": "tiny gpt_neox", "corpus": "builtin", "optimizer": "AdamW(0.9, 0.95)",
-                   "evaluated_from_step": start, "decays": args.decays},
-        "train_seconds": train_seconds,
-        "fits": fits,
-        "errors": rows,
-        "machine": {"cpus": os.cpu_count(), "load_avg_before": load, "platform": platform.platform(),
-                    "torch": torch.__version__},
-    }, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "config": {
+                    "steps": args.steps,
+                    "lr": args.lr,
+                    "warmup": args.warmup,
+                    "batch_size": args.batch_size,
+                    "seq_len": args.seq_len,
+                    "model": "tiny gpt_neox",
+                    "corpus": "builtin",
+                    "optimizer": "AdamW(0.9, 0.95)",
+                    "evaluated_from_step": start,
+                    "decays": args.decays,
+                },
+                "train_seconds": train_seconds,
+                "fits": fits,
+                "errors": rows,
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "load_avg_before": load,
+                    "platform": platform.platform(),
+                    "torch": torch.__version__,
+                },
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {RESULTS}")
 
 

@@ -27,8 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.ngram_counts import DEFAULT_CHUNK_TOKENS, NgramCounter  # noqa: E402
-from pipelines.ngram_features import ngram_features  # noqa: E402
+from ldw.ngrams.counts import DEFAULT_CHUNK_TOKENS, NgramCounter
+from ldw.ngrams.features import ngram_features
 
 BLOCK_TOKENS = 1 << 20
 
@@ -76,14 +76,25 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "config": vars(args),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-        "count": {"tokens": counts.n_tokens, "documents": counts.n_sequences, "seconds": round(count_s, 3),
-                  "cpu_seconds": round(count_cpu_s, 3),
-                  "tokens_per_s": round(counts.n_tokens / count_s) if count_s else None},
+        "count": {
+            "tokens": counts.n_tokens,
+            "documents": counts.n_sequences,
+            "seconds": round(count_s, 3),
+            "cpu_seconds": round(count_cpu_s, 3),
+            "tokens_per_s": round(counts.n_tokens / count_s) if count_s else None,
+        },
         "distinct_ngrams": [counts.distinct(k) for k in range(1, args.max_n + 1)],
-        "lookup": {"tokens": features.height, "seconds": round(lookup_s, 3), "cpu_seconds": round(lookup_cpu_s, 3),
-                   "tokens_per_s": round(features.height / lookup_s) if lookup_s else None},
-        "memory_mb": {"baseline": round(baseline_mb, 1), "peak_after_count": round(count_peak_mb, 1),
-                      "peak_total": round(peak_rss_mb(), 1)},
+        "lookup": {
+            "tokens": features.height,
+            "seconds": round(lookup_s, 3),
+            "cpu_seconds": round(lookup_cpu_s, 3),
+            "tokens_per_s": round(features.height / lookup_s) if lookup_s else None,
+        },
+        "memory_mb": {
+            "baseline": round(baseline_mb, 1),
+            "peak_after_count": round(count_peak_mb, 1),
+            "peak_total": round(peak_rss_mb(), 1),
+        },
     }
 
 
@@ -107,8 +118,10 @@ def main() -> None:
         print(f"{phase:<8}{r['tokens']:>14,}{r['seconds']:>10.2f}{r['cpu_seconds']:>10.2f}{r['tokens_per_s']:>18,}")
     memory = result["memory_mb"]
     print(f"distinct n-grams (n=1..{args.max_n}): {', '.join(f'{d:,}' for d in result['distinct_ngrams'])}")
-    print(f"peak RSS: {memory['peak_after_count']:,.0f} MiB after counting, {memory['peak_total']:,.0f} MiB total "
-          f"(baseline {memory['baseline']:,.0f} MiB)")
+    print(
+        f"peak RSS: {memory['peak_after_count']:,.0f} MiB after counting, {memory['peak_total']:,.0f} MiB total "
+        f"(baseline {memory['baseline']:,.0f} MiB)"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")

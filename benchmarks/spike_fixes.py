@@ -3,7 +3,7 @@
 Trains the same reference run (same seed, same batches, the builtin corpus, no warmup,
 a constant high learning rate, no gradient clipping by default) once per variant with
 ``train_run`` and counts spikes in its loss and gradient-norm traces with the workbench's
-detector (``pipelines.spikes.detect_spikes``, default ``SpikeParams``):
+detector (``ldw.dynamics.spikes.detect_spikes``, default ``SpikeParams``):
 
     baseline        gpt_neox, no fix
     takase          gpt_neox + small_init + scaled_embed       (Takase et al. 2023)
@@ -49,9 +49,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.spikes import SpikeParams, detect_spikes  # noqa: E402
-from pipelines.train import train_run  # noqa: E402
-from pipelines.train_config import TrainConfig  # noqa: E402
+from ldw.dynamics.spikes import SpikeParams, detect_spikes
+from ldw.train.config import TrainConfig
+from ldw.train.trainer import train_run
 
 RESULTS = Path(__file__).resolve().parent / "results" / "spike_fixes.json"
 
@@ -99,7 +99,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="tiny")
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--lr", default="0.1,0.5", help="peak learning rates, comma-separated (one run per variant each)")
+    parser.add_argument(
+        "--lr", default="0.1,0.5", help="peak learning rates, comma-separated (one run per variant each)"
+    )
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seq-len", type=int, default=64)
     parser.add_argument("--grad-clip", type=float, default=0.0, help="0 = no clipping (spikes are not damped)")
@@ -113,36 +115,69 @@ def main() -> None:
         parser.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
     lrs = [float(value) for value in args.lr.split(",")]
     base = TrainConfig(
-        size=args.size, steps=args.steps, lr=lrs[0], batch_size=args.batch_size, seq_len=args.seq_len,
-        warmup_steps=0, schedule="constant", grad_clip=args.grad_clip, seed=args.seed, device=args.device,
-        save_every=args.steps, log_signals=True,
+        size=args.size,
+        steps=args.steps,
+        lr=lrs[0],
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        warmup_steps=0,
+        schedule="constant",
+        grad_clip=args.grad_clip,
+        seed=args.seed,
+        device=args.device,
+        save_every=args.steps,
+        log_signals=True,
     )
     params = SpikeParams()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        tokenizer_run = train_run(dataclasses.replace(base, steps=1, save_every=1), Path(tmp) / "tokenizer_run",
-                                  progress=False)
+        tokenizer_run = train_run(
+            dataclasses.replace(base, steps=1, save_every=1), Path(tmp) / "tokenizer_run", progress=False
+        )
         base = dataclasses.replace(base, tokenizer=str(tokenizer_run / "tokenizer"))
         for lr in lrs:
             for name in names:
                 config = dataclasses.replace(base, lr=lr, **VARIANTS[name])
                 rows.append({"lr": lr, **spike_row(name, config, Path(tmp) / f"lr{lr}", params)})
                 print(f"  lr {lr} {name}: {rows[-1]['loss_spikes']} loss spikes, {rows[-1]['wall_s']} s", flush=True)
-    columns = ["lr", "variant", "loss_spikes", "grad_norm_spikes", "worst_loss_spike_mads", "non_finite_steps",
-               "peak_loss", "steps_above_initial_loss", "final_loss", "peak_attn_logit", "final_logit_lse", "wall_s"]
+    columns = [
+        "lr",
+        "variant",
+        "loss_spikes",
+        "grad_norm_spikes",
+        "worst_loss_spike_mads",
+        "non_finite_steps",
+        "peak_loss",
+        "steps_above_initial_loss",
+        "final_loss",
+        "peak_attn_logit",
+        "final_logit_lse",
+        "wall_s",
+    ]
     print(" | ".join(columns))
     for row in rows:
         print(" | ".join(str(row[column]) for column in columns))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     config = {key: value for key, value in base.to_dict().items() if key not in ("tokenizer", "lr")}
-    RESULTS.write_text(json.dumps({
-        "config": {**config, "lrs": lrs},
-        "spike_params": dataclasses.asdict(params),
-        "variants": {name: VARIANTS[name] for name in names},
-        "runs": rows,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                    "device": args.device, "load_avg": os.getloadavg()[0]},
-    }, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "config": {**config, "lrs": lrs},
+                "spike_params": dataclasses.asdict(params),
+                "variants": {name: VARIANTS[name] for name in names},
+                "runs": rows,
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "torch": torch.__version__,
+                    "device": args.device,
+                    "load_avg": os.getloadavg()[0],
+                },
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {RESULTS}")
 
 

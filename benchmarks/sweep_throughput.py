@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-from probe.scoring import EvalBatchPlan, score_surprisal
+from ldw.probe.scoring import EvalBatchPlan, score_surprisal
 
 SHAPES = {  # hidden, layers, heads, vocab
     "tiny": (64, 2, 4, 512),
@@ -39,8 +39,14 @@ def build_model(shape: str, seq_len: int, device: torch.device) -> GPTNeoXForCau
     """A randomly initialised GPT-NeoX of the given shape (weights seeded)."""
     hidden, layers, heads, vocab = SHAPES[shape]
     torch.manual_seed(0)
-    config = GPTNeoXConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                           intermediate_size=4 * hidden, max_position_embeddings=seq_len)
+    config = GPTNeoXConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
+        max_position_embeddings=seq_len,
+    )
     return GPTNeoXForCausalLM(config).to(device).eval()
 
 
@@ -69,7 +75,7 @@ def padded(model, ids: np.ndarray, device, dtype, batch: int = 32) -> np.ndarray
     out = []
     with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
         for start in range(0, len(rows), batch):
-            x = torch.as_tensor(rows[start:start + batch], device=device)
+            x = torch.as_tensor(rows[start : start + batch], device=device)
             mask = torch.ones_like(x)
             logp = torch.log_softmax(model(x, attention_mask=mask).logits.float(), -1)[:, :-1]
             out.append((-logp.gather(2, x[:, 1:, None])[..., 0] / LN2).reshape(-1).cpu().numpy())
@@ -81,7 +87,7 @@ def packed_simple(model, ids: np.ndarray, device, dtype, batch: int) -> np.ndarr
     out = []
     with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
         for start in range(0, len(ids), batch):
-            x = torch.as_tensor(ids[start:start + batch], device=device)
+            x = torch.as_tensor(ids[start : start + batch], device=device)
             logp = torch.log_softmax(model(x).logits.float(), -1)[:, :-1].gather(2, x[:, 1:, None])
             out.append((-logp[..., 0] / LN2).reshape(-1).cpu().numpy())
     return np.concatenate(out)
@@ -128,8 +134,9 @@ def main() -> None:
     # the sentence-based methods see each 32-token sentence on its own: their own reference
     want_sentences = reference(model, ids.reshape(-1, SENTENCE), device)
 
-    plan = EvalBatchPlan(ids, np.repeat(np.arange(args.windows), args.seq_len - 1),
-                         np.tile(np.arange(1, args.seq_len), args.windows))
+    plan = EvalBatchPlan(
+        ids, np.repeat(np.arange(args.windows), args.seq_len - 1), np.tile(np.arange(1, args.seq_len), args.windows)
+    )
     fast = build_model(args.shape, args.seq_len, device).to(dtype)
     methods = {
         "per_sentence": (lambda: per_sentence(model, ids, device, dtype), want_sentences),
@@ -149,20 +156,35 @@ def main() -> None:
         errors[name] = {"max": float(err.max()), "mean": float(err.mean()), "p99": float(np.quantile(err, 0.99))}
         rows.append((name, rates[name], rates[name] / floor if floor else float("nan"), *errors[name].values()))
 
-    device_name = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()})"
+    device_name = (
+        torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()})"
+    )
     print(f"device: {device_name}; shape {args.shape}; {args.windows} x {args.seq_len} tokens; dtype {dtype}")
     print(f"{'method':<14}{'tokens/s':>14}{'of floor':>10}{'max err':>12}{'mean err':>12}{'p99 err':>12}")
     for name, rate, frac, emax, emean, ep99 in rows:
         share = f"{frac:.1%}" if floor else "n/a"
         print(f"{name:<14}{rate:>14,.0f}{share:>10}{emax:>12.2e}{emean:>12.2e}{ep99:>12.2e}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "device": device_name, "shape": args.shape, "windows": args.windows, "seq_len": args.seq_len,
-        "dtype": str(dtype), "tokens_per_s": rates, "flop_floor_tokens_per_s": floor,
-        "max_abs_err_bits": errors["ldw"]["max"], "errors_bits": errors,
-        "command": "python benchmarks/sweep_throughput.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "skip_slow")),
-    }, indent=2))
+    args.out.write_text(
+        json.dumps(
+            {
+                "device": device_name,
+                "shape": args.shape,
+                "windows": args.windows,
+                "seq_len": args.seq_len,
+                "dtype": str(dtype),
+                "tokens_per_s": rates,
+                "flop_floor_tokens_per_s": floor,
+                "max_abs_err_bits": errors["ldw"]["max"],
+                "errors_bits": errors,
+                "command": "python benchmarks/sweep_throughput.py "
+                + " ".join(
+                    f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "skip_slow")
+                ),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -30,10 +30,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipelines.corpus import read_documents  # noqa: E402
-from pipelines.train import token_stream, train_run  # noqa: E402
-from pipelines.train_config import TrainConfig, checkpoint_steps  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from ldw.corpus import read_documents
+from ldw.train.config import TrainConfig, checkpoint_steps
+from ldw.train.trainer import token_stream, train_run
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_tiny.json"
 
@@ -52,7 +53,7 @@ def held_out_loss(run_dir: Path, step: int, seq_len: int) -> float:
 
 def unigram_entropy(run_dir: Path, config: TrainConfig) -> float:
     """Entropy (nats) of the token frequencies of the run's training split."""
-    from pipelines.corpus import SPLIT_SEED, load_documents, split_documents
+    from ldw.corpus import SPLIT_SEED, load_documents, split_documents
 
     train_docs, _ = split_documents(load_documents(config.corpus), config.eval_fraction, SPLIT_SEED)
     counts = np.bincount(token_stream(train_docs, AutoTokenizer.from_pretrained(run_dir / "tokenizer")).numpy())
@@ -91,7 +92,9 @@ def main() -> None:
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name))
     parser.add_argument("--lr", type=float, default=defaults.lr)
     args = parser.parse_args()
-    overrides = {name: getattr(args, name) for name in ("steps", "batch_size", "seq_len", "vocab_size", "save_every", "lr")}
+    overrides = {
+        name: getattr(args, name) for name in ("steps", "batch_size", "seq_len", "vocab_size", "save_every", "lr")
+    }
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
@@ -104,13 +107,19 @@ def main() -> None:
     total_wall, total_cpu = sum(r["wall_s"] for r in rows), sum(r["cpu_s"] for r in rows)
     print(f"total: wall {total_wall:.1f} s, CPU {total_cpu:.1f} s for {len(rows)} runs of {args.steps} steps")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "config": {**dataclasses.asdict(defaults), **overrides, "device": "cpu"},
-        "runs": rows,
-        "total_wall_s": round(total_wall, 2),
-        "total_cpu_s": round(total_cpu, 2),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
-    }, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "config": {**dataclasses.asdict(defaults), **overrides, "device": "cpu"},
+                "runs": rows,
+                "total_wall_s": round(total_wall, 2),
+                "total_cpu_s": round(total_cpu, 2),
+                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {RESULTS}")
 
 

@@ -8,7 +8,7 @@ import random
 import re
 from pathlib import Path
 
-from pipelines.errors import LdwError
+from ldw.errors import LdwError
 
 BUILTIN = "builtin"
 SPLIT_SEED = 0  # every training seed shares the split made with this seed
@@ -67,9 +67,7 @@ def _jsonl_documents(path: Path, text_field: str) -> list[str]:
             raise CorpusError(f"{path}: line {number} has no {text_field!r} field")
         value = record[text_field]
         if not isinstance(value, str):
-            raise CorpusError(
-                f"{path}: line {number} field {text_field!r} is {type(value).__name__}, not a string"
-            )
+            raise CorpusError(f"{path}: line {number} field {text_field!r} is {type(value).__name__}, not a string")
         docs.append(value.strip())
     return docs
 
@@ -86,11 +84,10 @@ def _parquet_documents(path: Path, text_field: str) -> list[str]:
         raise CorpusError(f"{path}: not a readable Parquet file ({err})") from None
     if text_field not in schema.names:
         raise CorpusError(f"{path}: no column {text_field!r} (columns: {', '.join(schema.names)})")
-    if not (pa.types.is_string(schema.field(text_field).type)
-            or pa.types.is_large_string(schema.field(text_field).type)):
-        raise CorpusError(
-            f"{path}: column {text_field!r} has type {schema.field(text_field).type}, not string"
-        )
+    if not (
+        pa.types.is_string(schema.field(text_field).type) or pa.types.is_large_string(schema.field(text_field).type)
+    ):
+        raise CorpusError(f"{path}: column {text_field!r} has type {schema.field(text_field).type}, not string")
     column = pq.read_table(path, columns=[text_field]).column(text_field)
     return [value.strip() for value in column.to_pylist() if value is not None]
 

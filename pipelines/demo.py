@@ -14,17 +14,18 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from pipelines.bpe import train_bpe_tokenizer
-from pipelines.corpus import corpus_documents
-from pipelines.correlations import ngram_correlations, summary_table
-from pipelines.evalset import EvalSetConfig, build_eval_set
-from pipelines.ingest import ingest_paths
-from pipelines.metrics import compute_metrics
-from pipelines.ngram_stats import compute_ngram_stats
-from pipelines.sweep import run_sweep
-from pipelines.train import train_run
-from pipelines.train_config import TrainConfig
-from probe.tokenizing import has_tokenizer
+from ldw.corpus import corpus_documents
+from ldw.curves.store import compute_metrics
+from ldw.ingest.register import ingest_paths
+from ldw.ngrams.correlations import summary_table
+from ldw.ngrams.export import ngram_correlations
+from ldw.ngrams.store import compute_ngram_stats
+from ldw.probe.tokenizing import has_tokenizer
+from ldw.sweep.evalset import EvalSetConfig, build_eval_set
+from ldw.sweep.run import run_sweep
+from ldw.train.bpe import train_bpe_tokenizer
+from ldw.train.config import TrainConfig
+from ldw.train.trainer import train_run
 
 SEEDS = (0, 1, 2)
 DEMO_TRAIN = TrainConfig()
@@ -57,8 +58,9 @@ def run_demo(warehouse: Path, console: Console, progress: bool = True) -> None:
     metrics = compute_metrics(warehouse, progress=progress)
     console.print(f"metrics for {metrics['tokens']:,} tokens x {len(metrics['runs'])} runs")
     console.rule("[bold]6/6 n-gram statistics of the training documents")
-    compute_ngram_stats(warehouse, "builtin", progress=progress, split="train",
-                        heldout_fraction=DEMO_TRAIN.eval_fraction)
+    compute_ngram_stats(
+        warehouse, "builtin", progress=progress, split="train", heldout_fraction=DEMO_TRAIN.eval_fraction
+    )
     _print_summary(warehouse, console)
     _print_next_steps(warehouse, console)
 
@@ -69,8 +71,13 @@ def _print_summary(warehouse: Path, console: Console) -> None:
     for column in ("metric", "spearman_rho", "pearson_r", "expected", "n"):
         table.add_column(column)
     for row in summary.iter_rows(named=True):
-        table.add_row(row["metric"], f"{row['spearman_rho']:+.3f}", f"{row['pearson_r']:+.3f}",
-                      row["expected"] or "", str(row["n"]))
+        table.add_row(
+            row["metric"],
+            f"{row['spearman_rho']:+.3f}",
+            f"{row['pearson_r']:+.3f}",
+            row["expected"] or "",
+            str(row["n"]),
+        )
     console.print(table)
 
 
@@ -80,5 +87,8 @@ def _print_next_steps(warehouse: Path, console: Console) -> None:
     console.print("next:")
     console.print(f"  ldw status -w {warehouse}")
     console.print(f"  ldw app {warehouse}")
-    console.print(f"  duckdb {warehouse / 'catalog.duckdb'} \"SELECT run_id, step, avg(surprisal_bits) "
-                  "FROM surprisal GROUP BY ALL ORDER BY ALL\"", highlight=False)
+    console.print(
+        f'  duckdb {warehouse / "catalog.duckdb"} "SELECT run_id, step, avg(surprisal_bits) '
+        'FROM surprisal GROUP BY ALL ORDER BY ALL"',
+        highlight=False,
+    )

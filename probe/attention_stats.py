@@ -30,7 +30,7 @@ import torch
 from transformers import AttentionInterface, PreTrainedModel
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
 
-from probe.errors import ProbeError
+from ldw.probe.errors import ProbeError
 
 ATTENTION_NAME = "ldw_attention_stats"
 LN2 = math.log(2.0)
@@ -67,9 +67,16 @@ def _allowed(attention_mask: torch.Tensor | None, shape: tuple[int, ...], device
     return attention_mask > torch.finfo(attention_mask.dtype).min / 2
 
 
-def _stats_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                     attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
-                     **kwargs: object) -> tuple[torch.Tensor, torch.Tensor]:
+def _stats_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: object,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Eager attention in float32 that records entropy and max logit into the active totals."""
     heads = query.shape[1]
     if key.shape[1] != heads:
@@ -87,8 +94,12 @@ def _stats_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
         entropy = torch.special.entr(probs).sum(-1) / LN2  # [B, H, Q]
         start = 1 if entropy.shape[-1] > 1 else 0
         max_logit = logits.masked_fill(~allowed, float("-inf")).amax(dim=(0, 2, 3))
-        totals.add(int(layer), entropy[..., start:].sum(dim=(0, 2)).double().cpu(),
-                   entropy.shape[0] * (entropy.shape[-1] - start), max_logit.double().cpu())
+        totals.add(
+            int(layer),
+            entropy[..., start:].sum(dim=(0, 2)).double().cpu(),
+            entropy.shape[0] * (entropy.shape[-1] - start),
+            max_logit.double().cpu(),
+        )
     output = torch.matmul(probs.to(value.dtype), value).transpose(1, 2).contiguous()
     return output, probs.to(query.dtype)
 
@@ -122,8 +133,9 @@ def attention_batch_size(model: PreTrainedModel, seq_len: int, budget_bytes: int
 
 
 @torch.no_grad()
-def attention_stats(model: PreTrainedModel, input_ids: torch.Tensor,
-                    batch_size: int | None = None) -> list[tuple[int, int, str, float]]:
+def attention_stats(
+    model: PreTrainedModel, input_ids: torch.Tensor, batch_size: int | None = None
+) -> list[tuple[int, int, str, float]]:
     """Rows ``(layer, head, name, value)`` of ``attn_entropy_bits`` and ``attn_max_logit`` on ``input_ids`` [S, L]."""
     if input_ids.ndim != 2 or input_ids.shape[1] < 2:
         raise ProbeError("attention statistics need input_ids of shape [sequences, length >= 2]")
@@ -131,11 +143,11 @@ def attention_stats(model: PreTrainedModel, input_ids: torch.Tensor,
     batch_size = batch_size or attention_batch_size(model, input_ids.shape[1])
     with recording(model) as totals:
         for lo in range(0, len(input_ids), batch_size):
-            model(input_ids=input_ids[lo:lo + batch_size].to(device), use_cache=False)
+            model(input_ids=input_ids[lo : lo + batch_size].to(device), use_cache=False)
     rows = []
     for layer in sorted(totals.entropy_sum):
         entropy = totals.entropy_sum[layer] / totals.queries[layer]
-        for head, (h, m) in enumerate(zip(entropy.tolist(), totals.max_logit[layer].tolist())):
+        for head, (h, m) in enumerate(zip(entropy.tolist(), totals.max_logit[layer].tolist(), strict=True)):
             rows.append((layer, head, "attn_entropy_bits", h))
             rows.append((layer, head, "attn_max_logit", m))
     return rows

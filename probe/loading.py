@@ -9,10 +9,14 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
-from probe.errors import ProbeError
+from ldw.probe.errors import ProbeError
 
-HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
-                   "pytorch_model.bin.index.json")
+HF_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 STATE_DICT_PREFIXES = ("module.", "_orig_mod.")
 
@@ -57,7 +61,7 @@ def load_causal_lm(
             model = _from_state_dict(path, config, dtype, trust_remote_code)
     except ProbeError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any loader failure becomes one clear line
+    except Exception as exc:
         raise ProbeError(f"{path}: cannot load weights ({_first_line(exc)})") from exc
     return model.to(device).eval()
 
@@ -78,8 +82,7 @@ def _from_state_dict(path: Path, config, dtype: torch.dtype, trust_remote_code: 
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     state = {_strip_prefix(k): v for k, v in state.items()}
-    model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code,
-                                             attn_implementation="sdpa")
+    model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code, attn_implementation="sdpa")
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = set(getattr(model, "_tied_weights_keys", None) or [])  # a list or a {target: source} dict
     missing = [k for k in missing if k not in tied]
@@ -94,7 +97,7 @@ def _from_state_dict(path: Path, config, dtype: torch.dtype, trust_remote_code: 
 def _strip_prefix(key: str) -> str:
     for prefix in STATE_DICT_PREFIXES:
         if key.startswith(prefix):
-            key = key[len(prefix):]
+            key = key[len(prefix) :]
     return key
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from probe.errors import ProbeError
+from ldw.probe.errors import ProbeError
 
 LN2 = math.log(2.0)
 HEAD_CHUNK_ROWS = 2048
@@ -95,9 +95,9 @@ def score_surprisal(
 def _head_surprisal(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     parts = []
     for start in range(0, hidden.shape[0], HEAD_CHUNK_ROWS):
-        chunk = hidden[start:start + HEAD_CHUNK_ROWS]
+        chunk = hidden[start : start + HEAD_CHUNK_ROWS]
         logits = head(chunk).float()
-        parts.append(_surprisal_from_logits(logits, targets[start:start + HEAD_CHUNK_ROWS]))
+        parts.append(_surprisal_from_logits(logits, targets[start : start + HEAD_CHUNK_ROWS]))
     return torch.cat(parts)
 
 

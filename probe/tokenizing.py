@@ -8,10 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from probe.errors import ProbeError
+from ldw.probe.errors import ProbeError
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 
@@ -25,7 +24,7 @@ def load_tokenizer(path: Path, trust_remote_code: bool = False) -> PreTrainedTok
     """Load a tokenizer from a local folder; one-line error naming it on failure."""
     try:
         return AutoTokenizer.from_pretrained(Path(path), trust_remote_code=trust_remote_code)
-    except Exception as exc:  # noqa: BLE001 - any loader failure becomes one clear line
+    except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ProbeError(f"{path}: cannot load tokenizer ({first})") from exc
 
@@ -51,5 +50,5 @@ def encode_documents(tokenizer: PreTrainedTokenizerBase, docs: list[str], batch:
     """Token ids (int64) of each document followed by eos when the tokenizer has one, a batch at a time."""
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     for start in range(0, len(docs), batch):
-        for ids in tokenizer(docs[start:start + batch], add_special_tokens=False, verbose=False)["input_ids"]:
+        for ids in tokenizer(docs[start : start + batch], add_special_tokens=False, verbose=False)["input_ids"]:
             yield np.asarray(ids + eos, dtype=np.int64)

@@ -16,7 +16,7 @@ have separate ``q_proj``/``k_proj``, with grouped-query attention mapping
 query head ``h`` to key head ``h // (heads / kv_heads)``.
 
 Also: ``attn_entropy_bits`` and ``attn_max_logit`` (see
-``probe.attention_stats``); ``param_norm`` and ``grad_norm`` per layer
+``ldw.probe.attention_stats``); ``param_norm`` and ``grad_norm`` per layer
 (Frobenius norm over all of the block's parameters; gradients of the mean LM
 cross-entropy on the probe batch); model-level ``embedding_std``,
 ``embedding_norm``, ``param_norm_total``, ``grad_norm_total`` and
@@ -30,8 +30,8 @@ import re
 import torch
 from transformers import PreTrainedModel
 
-from probe.attention_stats import attention_stats
-from probe.errors import ProbeError
+from ldw.probe.attention_stats import attention_stats
+from ldw.probe.errors import ProbeError
 
 ProbeRow = tuple[int, int, str, float]
 _LAYER_PARAM = re.compile(r"\.(?:layers|h)\.(\d+)\.")
@@ -60,7 +60,7 @@ def qk_head_weights(model: PreTrainedModel) -> list[tuple[torch.Tensor, torch.Te
         elif hasattr(block, "attn") and hasattr(block.attn, "c_attn"):  # GPT-2 Conv1D: y = x @ W
             w = block.attn.c_attn.weight.detach()
             wq = w[:, :d].T.reshape(heads, -1, d)
-            wk = w[:, d:2 * d].T.reshape(heads, -1, d)
+            wk = w[:, d : 2 * d].T.reshape(heads, -1, d)
         elif hasattr(block, "self_attn") and hasattr(block.self_attn, "q_proj"):  # Llama and relatives
             attn = block.self_attn
             wq = attn.q_proj.weight.detach().reshape(heads, -1, d)
@@ -96,8 +96,11 @@ def qk_spectra_rows(model: PreTrainedModel) -> list[ProbeRow]:
     rows = []
     for layer, (wq, wk) in enumerate(qk_head_weights(model)):
         sv = qk_singular_values(wq, wk)
-        for name, values in (("qk_sigma1", sv[:, 0]), ("qk_sec1", spectral_energy_concentration(sv, 1)),
-                             ("qk_sec4", spectral_energy_concentration(sv, 4))):
+        for name, values in (
+            ("qk_sigma1", sv[:, 0]),
+            ("qk_sec1", spectral_energy_concentration(sv, 1)),
+            ("qk_sec4", spectral_energy_concentration(sv, 4)),
+        ):
             rows.extend((layer, head, name, float(v)) for head, v in enumerate(values.tolist()))
     return rows
 
@@ -114,7 +117,7 @@ def _norms_by_layer(named: list[tuple[str, torch.Tensor]]) -> dict[int, float]:
     for name, tensor in named:
         layer = _layer_of(name)
         squares[layer] = squares.get(layer, 0.0) + float(tensor.detach().double().pow(2).sum())
-    return {layer: sq ** 0.5 for layer, sq in squares.items()}
+    return {layer: sq**0.5 for layer, sq in squares.items()}
 
 
 def norm_rows(model: PreTrainedModel) -> list[ProbeRow]:
@@ -125,7 +128,7 @@ def norm_rows(model: PreTrainedModel) -> list[ProbeRow]:
     rows = [(layer, -1, "param_norm", value) for layer, value in sorted(norms.items()) if layer >= 0]
     rows.append((-1, -1, "embedding_std", float(embedding.std())))
     rows.append((-1, -1, "embedding_norm", float(embedding.norm())))
-    rows.append((-1, -1, "param_norm_total", sum(v ** 2 for v in norms.values()) ** 0.5))
+    rows.append((-1, -1, "param_norm_total", sum(v**2 for v in norms.values()) ** 0.5))
     return rows
 
 
@@ -145,7 +148,7 @@ def grad_norm_rows(model: PreTrainedModel, input_ids: torch.Tensor, batch_size: 
     try:
         with torch.enable_grad():
             for lo in range(0, len(input_ids), batch_size):
-                chunk = input_ids[lo:lo + batch_size].to(device)
+                chunk = input_ids[lo : lo + batch_size].to(device)
                 share = chunk.shape[0] * (chunk.shape[1] - 1) / total_tokens
                 loss = model(input_ids=chunk, labels=chunk, use_cache=False).loss.float() * share
                 loss.backward()
@@ -156,7 +159,7 @@ def grad_norm_rows(model: PreTrainedModel, input_ids: torch.Tensor, batch_size: 
         model.zero_grad(set_to_none=True)
         model.train(was_training)
     rows = [(layer, -1, "grad_norm", value) for layer, value in sorted(norms.items()) if layer >= 0]
-    rows.append((-1, -1, "grad_norm_total", sum(v ** 2 for v in norms.values()) ** 0.5))
+    rows.append((-1, -1, "grad_norm_total", sum(v**2 for v in norms.values()) ** 0.5))
     rows.append((-1, -1, "probe_loss", loss_sum))
     return rows
 

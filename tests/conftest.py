@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.evalset import EvalSetConfig, build_eval_set
-from pipelines.ingest import ingest_paths
-from pipelines.train import train_run
-from pipelines.train_config import TrainConfig
+from ldw.ingest.register import ingest_paths
+from ldw.sweep.evalset import EvalSetConfig, build_eval_set
+from ldw.train.config import TrainConfig
+from ldw.train.trainer import train_run
 
 TINY_TRAIN = TrainConfig(steps=24, save_every=8, batch_size=8, seq_len=32, vocab_size=320, warmup_steps=4, device="cpu")
 TINY_EVAL = EvalSetConfig(corpus="builtin", split="heldout", seq_len=32, n_sequences=40)

@@ -1,7 +1,7 @@
 """Storage side: a DuckDB catalog over Parquet tables. Knows nothing of torch."""
 
-from warehouse.catalog import Warehouse
-from warehouse.errors import WarehouseError
-from warehouse.runs import CheckpointRecord, RunRecord
+from ldw.warehouse.catalog import Warehouse
+from ldw.warehouse.errors import WarehouseError
+from ldw.warehouse.runs import CheckpointRecord, RunRecord
 
 __all__ = ["Warehouse", "WarehouseError", "RunRecord", "CheckpointRecord"]

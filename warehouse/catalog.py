@@ -1,7 +1,7 @@
 """The warehouse: one folder with ``catalog.duckdb`` and, by default, ``parquet/``.
 
 The Parquet tables may instead live on object storage (see
-``warehouse.storage``), chosen once when the warehouse is created.
+``ldw.warehouse.storage``), chosen once when the warehouse is created.
 Connections are short-lived: every operation opens the catalog, does its work
 and closes it, so a sweep writing and an app reading can take turns on the
 DuckDB file lock. Parquet tables are exposed as views with absolute paths,
@@ -20,16 +20,16 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from warehouse.clock import utcnow
-from warehouse.derived import DerivedMixin
-from warehouse.errors import WarehouseError
-from warehouse.failpoints import failpoint
-from warehouse.evalset import EvalSetMixin
-from warehouse.runs import RunsMixin
-from warehouse.surprisal import SurprisalMixin
-from warehouse.traces import TracesMixin
-from warehouse.storage import ParquetStore
-from warehouse.schemas import CATALOG_DDL, PARQUET_TABLES, SURPRISAL, TRACES, EVAL_SEQUENCES, EVAL_TOKENS
+from ldw.warehouse.clock import utcnow
+from ldw.warehouse.derived import DerivedMixin
+from ldw.warehouse.errors import WarehouseError
+from ldw.warehouse.evalset import EvalSetMixin
+from ldw.warehouse.failpoints import failpoint
+from ldw.warehouse.runs import RunsMixin
+from ldw.warehouse.schemas import CATALOG_DDL, EVAL_SEQUENCES, EVAL_TOKENS, PARQUET_TABLES, SURPRISAL, TRACES
+from ldw.warehouse.storage import ParquetStore
+from ldw.warehouse.surprisal import SurprisalMixin
+from ldw.warehouse.traces import TracesMixin
 
 CATALOG_FILE = "catalog.duckdb"
 FORMAT_VERSION = "2"
@@ -81,7 +81,7 @@ class CatalogCore:
         return self._store
 
     @classmethod
-    def create(cls, root: Path, storage: str | None = None) -> "Warehouse":
+    def create(cls, root: Path, storage: str | None = None) -> Warehouse:
         """Create (or open) a warehouse folder with its catalog tables and views.
 
         ``storage`` is an fsspec URL for the Parquet tables (e.g.
@@ -106,14 +106,15 @@ class CatalogCore:
             if current is not None and current[0] != url:
                 raise WarehouseError(f"{self.catalog_path}: Parquet storage is {current[0]}, not {url}")
             has_data = con.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'eval_sets'").fetchone()[0]
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'eval_sets'"
+            ).fetchone()[0]
             if current is None and has_data:
                 raise WarehouseError(f"{self.catalog_path}: storage can only be chosen for a new warehouse")
             con.execute("INSERT OR IGNORE INTO meta VALUES ('parquet_url', ?)", [url])
         self._store = None
 
     @classmethod
-    def open(cls, root: Path, read_only: bool = False) -> "Warehouse":
+    def open(cls, root: Path, read_only: bool = False) -> Warehouse:
         """Open an existing warehouse; a clear error when ``root`` is not one."""
         wh = cls(root, read_only=read_only)
         if not wh.catalog_path.is_file():
@@ -214,9 +215,7 @@ class CatalogCore:
         if self.store.glob(pattern):
             path = self.store.path(pattern).replace("'", "''")
             return f"CREATE OR REPLACE VIEW \"{name}\" AS SELECT * FROM read_parquet('{path}')"
-        cols = ", ".join(
-            f'CAST(NULL AS {DUCKDB_TYPES[str(f.type)]}) AS "{f.name}"' for f in schema
-        )
+        cols = ", ".join(f'CAST(NULL AS {DUCKDB_TYPES[str(f.type)]}) AS "{f.name}"' for f in schema)
         return f'CREATE OR REPLACE VIEW "{name}" AS SELECT {cols} WHERE false'
 
     def meta(self) -> dict[str, str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from warehouse.catalog import Warehouse
-from warehouse.errors import WarehouseError
+from ldw.warehouse.catalog import Warehouse
+from ldw.warehouse.errors import WarehouseError
 
 
 def checkpoint_surprisal(wh: Warehouse, run_id: str, step: int) -> np.ndarray:

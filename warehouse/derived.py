@@ -11,7 +11,7 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from warehouse.errors import WarehouseError
+from ldw.warehouse.errors import WarehouseError
 
 DERIVED_VERSION = 1
 

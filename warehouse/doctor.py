@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from warehouse.catalog import Warehouse
-from warehouse.derived import DERIVED_VERSION
-from warehouse.parquet_io import file_schema_version
-from warehouse.schemas import PARQUET_TABLES
-from warehouse.storage import ParquetStore
+from ldw.warehouse.catalog import Warehouse
+from ldw.warehouse.derived import DERIVED_VERSION
+from ldw.warehouse.parquet_io import file_schema_version
+from ldw.warehouse.schemas import PARQUET_TABLES
+from ldw.warehouse.storage import ParquetStore
 
 
 def check_warehouse(wh: Warehouse) -> list[str]:
@@ -53,7 +53,7 @@ def _check_file(store: ParquetStore, path: str, spec: tuple) -> list[str]:
         return [f"{path}: cataloged file is missing"]
     try:
         found_schema = store.parquet_file(path).schema_arrow
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is reported, not raised
+    except Exception as exc:
         return [f"{path}: unreadable Parquet ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"]
     problems = []
     found_version = file_schema_version(found_schema)

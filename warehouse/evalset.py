@@ -10,9 +10,9 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from warehouse.clock import utcnow
-from warehouse.errors import WarehouseError
-from warehouse.schemas import EVAL_SEQUENCES, EVAL_TOKENS, PARQUET_TABLES
+from ldw.warehouse.clock import utcnow
+from ldw.warehouse.errors import WarehouseError
+from ldw.warehouse.schemas import EVAL_SEQUENCES, EVAL_TOKENS, PARQUET_TABLES
 
 
 class EvalSetMixin:
@@ -42,9 +42,7 @@ class EvalSetMixin:
         A different existing set is kept unless ``replace`` is set, in which
         case every surprisal file and derived table is dropped with it.
         """
-        eval_id = hashlib.sha256(
-            json.dumps([config, tokenizer_fingerprint], sort_keys=True).encode()
-        ).hexdigest()[:16]
+        eval_id = hashlib.sha256(json.dumps([config, tokenizer_fingerprint], sort_keys=True).encode()).hexdigest()[:16]
         existing = self.query("SELECT eval_id FROM eval_sets")
         if existing.height and existing["eval_id"][0] == eval_id:
             return False
@@ -55,17 +53,28 @@ class EvalSetMixin:
             )
         if existing.height:
             self._drop_scored_data()
-        self.store.write(sequences.cast(EVAL_SEQUENCES), self.store.path("eval", "eval_sequences.parquet"),
-                         PARQUET_TABLES["eval_sequences"][1])
-        self.store.write(tokens.cast(EVAL_TOKENS), self.store.path("eval", "eval_tokens.parquet"),
-                         PARQUET_TABLES["eval_tokens"][1])
+        self.store.write(
+            sequences.cast(EVAL_SEQUENCES),
+            self.store.path("eval", "eval_sequences.parquet"),
+            PARQUET_TABLES["eval_sequences"][1],
+        )
+        self.store.write(
+            tokens.cast(EVAL_TOKENS), self.store.path("eval", "eval_tokens.parquet"), PARQUET_TABLES["eval_tokens"][1]
+        )
         with self.connect() as con:
             con.execute("BEGIN")
             con.execute("DELETE FROM eval_sets")
             con.execute(
                 "INSERT INTO eval_sets VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [eval_id, json.dumps(config, sort_keys=True), tokenizer_fingerprint, vocab_size,
-                 sequences.num_rows, tokens.num_rows, utcnow()],
+                [
+                    eval_id,
+                    json.dumps(config, sort_keys=True),
+                    tokenizer_fingerprint,
+                    vocab_size,
+                    sequences.num_rows,
+                    tokens.num_rows,
+                    utcnow(),
+                ],
             )
             con.execute("COMMIT")
             self._create_views(con)

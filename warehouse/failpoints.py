@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import signal
 
-from warehouse.errors import WarehouseError
+from ldw.warehouse.errors import WarehouseError
 
 FAILPOINT_ENV = "LDW_FAILPOINT"
 TRACE_ENV = "LDW_FAILPOINT_TRACE"
@@ -31,9 +31,7 @@ def _settings(spec: str, trace: str) -> tuple[tuple[str, int] | None, str | None
         if spec:
             name, _, count = spec.rpartition(":")
             if not name or not count.isdigit() or int(count) < 1:
-                raise WarehouseError(
-                    f"{FAILPOINT_ENV}='{spec}': expected NAME:N with N >= 1 (e.g. parquet-renamed:3)"
-                )
+                raise WarehouseError(f"{FAILPOINT_ENV}='{spec}': expected NAME:N with N >= 1 (e.g. parquet-renamed:3)")
             target = (name, int(count))
         _parsed[(spec, trace)] = (target, trace or None)
     return _parsed[(spec, trace)]

@@ -10,10 +10,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from warehouse.disk_errors import disk_reason
-from warehouse.errors import WarehouseError
-from warehouse.failpoints import failpoint
-from warehouse.schemas import SCHEMA_VERSION_KEY
+from ldw.warehouse.disk_errors import disk_reason
+from ldw.warehouse.errors import WarehouseError
+from ldw.warehouse.failpoints import failpoint
+from ldw.warehouse.schemas import SCHEMA_VERSION_KEY
 
 ROW_GROUP_SIZE = 65_536
 
@@ -60,8 +60,12 @@ def write_options(schema: pa.Schema) -> dict:
         elif pa.types.is_floating(field.type):
             encodings[field.name] = "BYTE_STREAM_SPLIT"
     dictionary = [f.name for f in schema if f.name not in encodings]
-    return {"row_group_size": ROW_GROUP_SIZE, "compression": "zstd", "use_dictionary": dictionary,
-            "column_encoding": encodings}
+    return {
+        "row_group_size": ROW_GROUP_SIZE,
+        "compression": "zstd",
+        "use_dictionary": dictionary,
+        "column_encoding": encodings,
+    }
 
 
 def with_schema_version(table: pa.Table, version: int) -> pa.Table:

@@ -8,8 +8,8 @@ from typing import Any
 
 import polars as pl
 
-from warehouse.clock import utcnow
-from warehouse.errors import WarehouseError
+from ldw.warehouse.clock import utcnow
+from ldw.warehouse.errors import WarehouseError
 
 
 @dataclass(frozen=True)
@@ -54,10 +54,18 @@ class RunsMixin:
         self.execute(
             "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                run.run_id, run.name, run.seed, run.source, run.source_kind, run.arch,
-                json.dumps(run.model_config, sort_keys=True, default=str), run.tokenizer_path,
-                run.tokenizer_fingerprint, run.tokens_per_step,
-                json.dumps(run.metadata, sort_keys=True, default=str), utcnow(),
+                run.run_id,
+                run.name,
+                run.seed,
+                run.source,
+                run.source_kind,
+                run.arch,
+                json.dumps(run.model_config, sort_keys=True, default=str),
+                run.tokenizer_path,
+                run.tokenizer_fingerprint,
+                run.tokens_per_step,
+                json.dumps(run.metadata, sort_keys=True, default=str),
+                utcnow(),
             ],
         )
 

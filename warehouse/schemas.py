@@ -61,8 +61,7 @@ CATALOG_DDL: dict[str, tuple[str, int]] = {
         1,
     ),
     "schema_versions": (
-        "CREATE TABLE IF NOT EXISTS schema_versions ("
-        "table_name VARCHAR PRIMARY KEY, version INTEGER)",
+        "CREATE TABLE IF NOT EXISTS schema_versions (table_name VARCHAR PRIMARY KEY, version INTEGER)",
         1,
     ),
     "runs": (
@@ -82,8 +81,7 @@ CATALOG_DDL: dict[str, tuple[str, int]] = {
         1,
     ),
     "sweeps": (
-        "CREATE TABLE IF NOT EXISTS sweeps ("
-        "sweep_id VARCHAR PRIMARY KEY, started_at TIMESTAMP, settings VARCHAR)",
+        "CREATE TABLE IF NOT EXISTS sweeps (sweep_id VARCHAR PRIMARY KEY, started_at TIMESTAMP, settings VARCHAR)",
         1,
     ),
     "eval_sets": (

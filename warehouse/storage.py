@@ -18,8 +18,8 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from warehouse.errors import WarehouseError
-from warehouse.parquet_io import with_schema_version, write_options, write_parquet_atomic
+from ldw.warehouse.errors import WarehouseError
+from ldw.warehouse.parquet_io import with_schema_version, write_options, write_parquet_atomic
 
 LOCAL_PROTOCOLS = {"file", "local"}
 
@@ -54,8 +54,7 @@ class ParquetStore:
         folder = self.path(relative)
         if not self.fs.exists(folder):
             return []
-        return sorted(posixpath.basename(p.rstrip("/")) for p in self.fs.ls(folder, detail=False)
-                      if self.fs.isdir(p))
+        return sorted(posixpath.basename(p.rstrip("/")) for p in self.fs.ls(folder, detail=False) if self.fs.isdir(p))
 
     def write(self, table: pa.Table, path: str, version: int) -> None:
         """Write ``table`` so it appears complete or not at all.
@@ -67,8 +66,7 @@ class ParquetStore:
             write_parquet_atomic(table, Path(path), version)
             return
         try:
-            pq.write_table(with_schema_version(table, version), path, filesystem=self.fs,
-                           **write_options(table.schema))
+            pq.write_table(with_schema_version(table, version), path, filesystem=self.fs, **write_options(table.schema))
         except OSError as exc:
             raise WarehouseError(f"{path}: could not write Parquet file ({exc})") from exc
 
@@ -93,4 +91,3 @@ class ParquetStore:
             return str(Path(found))
         protocol = self.url.split("://", 1)[0]
         return found if "://" in found else f"{protocol}://{found}"
-

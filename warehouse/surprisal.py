@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from warehouse.errors import WarehouseError
-from warehouse.parquet_io import read_rows
-from warehouse.schemas import PARQUET_TABLES, SURPRISAL
+from ldw.warehouse.errors import WarehouseError
+from ldw.warehouse.parquet_io import read_rows
+from ldw.warehouse.schemas import PARQUET_TABLES, SURPRISAL
 
 
 class SurprisalMixin:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from warehouse.schemas import PARQUET_TABLES, TRACES
+from ldw.warehouse.schemas import PARQUET_TABLES, TRACES
 
 
 class TracesMixin:
@@ -22,8 +22,9 @@ class TracesMixin:
             .sort("name", "step")
             .to_arrow()
         )
-        self.store.write(table.cast(TRACES), self.store.path("traces", f"{run_id}.parquet"),
-                         PARQUET_TABLES["traces"][1])
+        self.store.write(
+            table.cast(TRACES), self.store.path("traces", f"{run_id}.parquet"), PARQUET_TABLES["traces"][1]
+        )
         self.refresh_views()
         return table.num_rows
 

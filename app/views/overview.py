@@ -6,9 +6,9 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from app import queries as q
-from app.context import PageContext, empty_state
-from app.figures import plot_config, traces_figure
+from ldw.app import queries as q
+from ldw.app.context import PageContext, empty_state
+from ldw.app.figures import plot_config, traces_figure
 
 PLOT_CONFIG = plot_config("ldw-traces")
 
@@ -28,10 +28,15 @@ def render(ctx: PageContext) -> None:
     cols[3].metric("evaluation tokens", f"{evalset.get('n_tokens', 0):,}" if evalset else "—")
     cols[4].metric("surprisal values", f"{int(summary['tokens_scored'].sum()):,}")
     st.dataframe(
-        summary.with_columns(pl.col("tokens_scored").cast(pl.Int64)), hide_index=True,
-        column_config={"tokens_scored": st.column_config.NumberColumn("tokens scored", format="%d"),
-                       "duplicates": st.column_config.NumberColumn("duplicate weights", help=(
-                           "checkpoints whose weights hash equal to an earlier step (flagged by ingest)"))},
+        summary.with_columns(pl.col("tokens_scored").cast(pl.Int64)),
+        hide_index=True,
+        column_config={
+            "tokens_scored": st.column_config.NumberColumn("tokens scored", format="%d"),
+            "duplicates": st.column_config.NumberColumn(
+                "duplicate weights",
+                help=("checkpoints whose weights hash equal to an earlier step (flagged by ingest)"),
+            ),
+        },
     )
     if not evalset:
         empty_state("evaluation set", "ldw evalset", "then `ldw sweep`")

@@ -5,15 +5,19 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from app import population_queries as pq
-from app import queries as q
-from app.analysis_figures import density_figure, histogram_figure, mean_curves_figure
-from app.context import PageContext, empty_state
-from app.figures import plot_config
+from ldw.app import population_queries as pq
+from ldw.app import queries as q
+from ldw.app.analysis_figures import density_figure, histogram_figure, mean_curves_figure
+from ldw.app.context import PageContext, empty_state
+from ldw.app.figures import plot_config
 
 PLOT_CONFIG = plot_config("ldw-population")
-SAMPLES = {65_536: "65,536 tokens (first row group: fast)", 262_144: "262,144 tokens", 1_048_576: "1,048,576 tokens",
-           2 ** 62: "all tokens (reads every surprisal file in full)"}
+SAMPLES = {
+    65_536: "65,536 tokens (first row group: fast)",
+    262_144: "262,144 tokens",
+    1_048_576: "1,048,576 tokens",
+    2**62: "all tokens (reads every surprisal file in full)",
+}
 
 
 def _pick(label: str, fields: list[pq.Field], preferred: tuple[str, ...], key: str) -> pq.Field:
@@ -31,8 +35,11 @@ def render(ctx: PageContext) -> None:
     """Draw the population page."""
     st.header("Population")
     if not ctx.has("token_metrics") and not ctx.has("ngram_stats"):
-        empty_state("learning-curve metrics or n-gram predictors", "ldw metrics",
-                    "and `ldw ngrams` for frequency and n-gram surprisal")
+        empty_state(
+            "learning-curve metrics or n-gram predictors",
+            "ldw metrics",
+            "and `ldw ngrams` for frequency and n-gram surprisal",
+        )
         return
     fields = pq.numeric_fields(ctx.tables, ctx.source.get(pq.column_types))
     metrics = [f for f in fields if f.table != pq.NGRAM_TABLE]
@@ -60,8 +67,10 @@ def _distribution(ctx: PageContext, metrics: list[pq.Field]) -> None:
         st.caption("No finite values for the selected runs.")
         return
     st.plotly_chart(histogram_figure(hist, field.label, ctx.colors), key="hist_chart", config=PLOT_CONFIG)
-    st.caption("Bins span the field's 0.1%–99.9% quantiles over all runs; values outside fall in the edge bins. "
-               "Token-level tables (cross-run) show one pooled series.")
+    st.caption(
+        "Bins span the field's 0.1%–99.9% quantiles over all runs; values outside fall in the edge bins. "
+        "Token-level tables (cross-run) show one pooled series."
+    )
 
 
 def _density(ctx: PageContext, metrics: list[pq.Field], predictors: list[pq.Field]) -> None:
@@ -72,15 +81,17 @@ def _density(ctx: PageContext, metrics: list[pq.Field], predictors: list[pq.Fiel
     with right:
         y = _pick("y: metric", metrics, ("final_surprisal",), "pop_density_y")
     bins = third.slider("bins", 20, 150, 80, key="pop_density_bins")
-    dens, trend = ctx.source.get(pq.density, x, y, _runs(ctx), ctx.source.get(pq.field_range, x),
-                                 ctx.source.get(pq.field_range, y), bins)
+    dens, trend = ctx.source.get(
+        pq.density, x, y, _runs(ctx), ctx.source.get(pq.field_range, x), ctx.source.get(pq.field_range, y), bins
+    )
     if dens.height == 0:
         st.caption("No token has both values.")
         return
-    st.plotly_chart(density_figure(dens, trend, x.label, y.label, ctx.colors), key="density_chart",
-                    config=PLOT_CONFIG)
-    st.caption(f"Counted in DuckDB on a {bins}×{bins} grid over each field's 0.1%–99.9% range (selected runs "
-               "pooled; log color scale). Lines: mean of y in 20 bins of x per run, bars ±1 standard deviation.")
+    st.plotly_chart(density_figure(dens, trend, x.label, y.label, ctx.colors), key="density_chart", config=PLOT_CONFIG)
+    st.caption(
+        f"Counted in DuckDB on a {bins}×{bins} grid over each field's 0.1%–99.9% range (selected runs "
+        "pooled; log color scale). Lines: mean of y in 20 bins of x per run, bars ±1 standard deviation."
+    )
 
 
 def _mean_curves(ctx: PageContext) -> None:
@@ -101,5 +112,7 @@ def _mean_curves(ctx: PageContext) -> None:
         return
     curves = pq.merge_frequency_bins(pl.concat(parts), n_bins)
     st.plotly_chart(mean_curves_figure(curves, ctx.log_x), key="freq_curves_chart", config=PLOT_CONFIG)
-    st.caption("Equal-count bins of log2 unigram frequency (rarest first) over the tokens averaged; tokens are "
-               "taken in token_idx order (the evaluation set's sampled sequences).")
+    st.caption(
+        "Equal-count bins of log2 unigram frequency (rarest first) over the tokens averaged; tokens are "
+        "taken in token_idx order (the evaluation set's sampled sequences)."
+    )

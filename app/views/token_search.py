@@ -9,9 +9,9 @@ from __future__ import annotations
 import polars as pl
 import streamlit as st
 
-from app import search_queries as sq
-from app import token_queries as tq
-from app.context import HITS_KEY, TOKEN_INPUT_KEY, TOKEN_KEY, PageContext, select_token
+from ldw.app import search_queries as sq
+from ldw.app import token_queries as tq
+from ldw.app.context import HITS_KEY, TOKEN_INPUT_KEY, TOKEN_KEY, PageContext, select_token
 
 LIMIT = 200
 MODES = ("token text", "context text", "token id", "metric ranking")
@@ -45,8 +45,10 @@ def _hits(ctx: PageContext) -> pl.DataFrame | None:
 def _ranking(ctx: PageContext) -> pl.DataFrame | None:
     rankings = sq.available_rankings(ctx.tables)
     if not rankings:
-        st.info("**No learning-curve metrics yet.** Run `ldw metrics` to rank tokens by age of acquisition, "
-                "forgettability and variability.")
+        st.info(
+            "**No learning-curve metrics yet.** Run `ldw metrics` to rank tokens by age of acquisition, "
+            "forgettability and variability."
+        )
         return None
     left, right = st.columns([3, 2])
     key = left.selectbox("rank by", list(rankings), format_func=lambda k: sq.RANKINGS[k].label, key="q_rank")
@@ -94,17 +96,32 @@ def render_search(ctx: PageContext) -> None:
             if hits["score"].null_count() == hits.height:
                 columns.remove("score")
             st.dataframe(
-                hits.select(columns), hide_index=True, key="hits_table", on_select=_on_table_select,
-                selection_mode="single-row", height=min(38 + 35 * hits.height, 320),
-                column_config={"context": st.column_config.TextColumn("text before the token", width="medium"),
-                               "token_text": st.column_config.TextColumn("token"),
-                               "score": st.column_config.NumberColumn("metric", format="%.3f")},
+                hits.select(columns),
+                hide_index=True,
+                key="hits_table",
+                on_select=_on_table_select,
+                selection_mode="single-row",
+                height=min(38 + 35 * hits.height, 320),
+                column_config={
+                    "context": st.column_config.TextColumn("text before the token", width="medium"),
+                    "token_text": st.column_config.TextColumn("token"),
+                    "score": st.column_config.NumberColumn("metric", format="%.3f"),
+                },
             )
-            labels = {i: f"{i}: …{c[-40:]}⟦{t}⟧"
-                      for i, c, t in hits.select("token_idx", "context", "token_text").iter_rows()}
-            st.selectbox("open a result", list(labels), format_func=labels.get, index=None, key="hit_pick",
-                         on_change=_on_pick, placeholder="choose a token…")
+            labels = {
+                i: f"{i}: …{c[-40:]}⟦{t}⟧" for i, c, t in hits.select("token_idx", "context", "token_text").iter_rows()
+            }
+            st.selectbox(
+                "open a result",
+                list(labels),
+                format_func=labels.get,
+                index=None,
+                key="hit_pick",
+                on_change=_on_pick,
+                placeholder="choose a token…",
+            )
     if TOKEN_INPUT_KEY not in st.session_state:
         st.session_state[TOKEN_INPUT_KEY] = st.session_state.get(TOKEN_KEY)
-    st.number_input("or go to token index (token_idx)", min_value=0, step=1, key=TOKEN_INPUT_KEY,
-                    on_change=_on_index, value=None)
+    st.number_input(
+        "or go to token index (token_idx)", min_value=0, step=1, key=TOKEN_INPUT_KEY, on_change=_on_index, value=None
+    )

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from ldw.app.launch import APP_MAIN
+from ldw.warehouse import CheckpointRecord, RunRecord, Warehouse
 from tests.app.synthetic import SyntheticInfo, SyntheticSpec, build_synthetic_warehouse
-from warehouse import CheckpointRecord, RunRecord, Warehouse
 
-MAIN = Path(__file__).resolve().parents[2] / "app" / "main.py"
+MAIN = APP_MAIN
 
 
 @pytest.fixture(scope="session")

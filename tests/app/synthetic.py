@@ -23,16 +23,105 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from ldw.warehouse import CheckpointRecord, RunRecord, Warehouse
 from tests.app.synthetic_derived import curves, log10_steps, write_derived_tables
-from warehouse import CheckpointRecord, RunRecord, Warehouse
 
-WORDS = (
-    "the of and to in is was for that on as with by it he at from his an were are which this be or "
-    "has had not first one their its new after but who they have her she two been other when there "
-    "all during into school time may years more most only over city some world would where later up "
-    "such used many can state about national out known university united then made model token loss "
-    "cat sat mat dog ran far near bits step curve learn seed run data set"
-).split()
+WORDS = [
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "was",
+    "for",
+    "that",
+    "on",
+    "as",
+    "with",
+    "by",
+    "it",
+    "he",
+    "at",
+    "from",
+    "his",
+    "an",
+    "were",
+    "are",
+    "which",
+    "this",
+    "be",
+    "or",
+    "has",
+    "had",
+    "not",
+    "first",
+    "one",
+    "their",
+    "its",
+    "new",
+    "after",
+    "but",
+    "who",
+    "they",
+    "have",
+    "her",
+    "she",
+    "two",
+    "been",
+    "other",
+    "when",
+    "there",
+    "all",
+    "during",
+    "into",
+    "school",
+    "time",
+    "may",
+    "years",
+    "more",
+    "most",
+    "only",
+    "over",
+    "city",
+    "some",
+    "world",
+    "would",
+    "where",
+    "later",
+    "up",
+    "such",
+    "used",
+    "many",
+    "can",
+    "state",
+    "about",
+    "national",
+    "out",
+    "known",
+    "university",
+    "united",
+    "then",
+    "made",
+    "model",
+    "token",
+    "loss",
+    "cat",
+    "sat",
+    "mat",
+    "dog",
+    "ran",
+    "far",
+    "near",
+    "bits",
+    "step",
+    "curve",
+    "learn",
+    "seed",
+    "run",
+    "data",
+    "set",
+]
 SPIKE_BUMP_BITS = 2.5
 SWEEP_ID = "sweep-synthetic"
 
@@ -103,30 +192,47 @@ def _write_eval_set(wh: Warehouse, spec: SyntheticSpec, rng: np.random.Generator
     target = ids[seq, pos]
     wh.write_eval_set(
         pa.table({"seq_id": np.arange(spec.n_sequences, dtype=np.int64), "input_ids": list(ids)}),
-        pa.table({"token_idx": np.arange(len(seq), dtype=np.int64), "seq_id": seq.astype(np.int64),
-                  "position": pos, "token_id": target, "token_text": texts[target].tolist(), "context_len": pos}),
-        {"synthetic": True, "seq_len": spec.seq_len, "seed": spec.seed}, "synthetic-fp", spec.vocab_size,
+        pa.table(
+            {
+                "token_idx": np.arange(len(seq), dtype=np.int64),
+                "seq_id": seq.astype(np.int64),
+                "position": pos,
+                "token_id": target,
+                "token_text": texts[target].tolist(),
+                "context_len": pos,
+            }
+        ),
+        {"synthetic": True, "seq_len": spec.seq_len, "seed": spec.seed},
+        "synthetic-fp",
+        spec.vocab_size,
     )
     return target, prob
 
 
-def _traces(wh: Warehouse, run_id: str, spec: SyntheticSpec, spikes: list[tuple[int, int, int]],
-            rng: np.random.Generator) -> None:
+def _traces(
+    wh: Warehouse, run_id: str, spec: SyntheticSpec, spikes: list[tuple[int, int, int]], rng: np.random.Generator
+) -> None:
     steps = np.arange(0, spec.max_step + 1, spec.trace_every, dtype=np.int64)
     loss = 2.0 + 8.0 * (steps + 10.0) ** -0.4 + rng.normal(0, 0.01, len(steps))
     grad = 0.6 + 0.2 * np.exp(-steps / (0.05 * spec.max_step)) + rng.normal(0, 0.01, len(steps))
     warm = max(1, spec.max_step // 100)
-    lr = np.where(steps < warm, 3e-4 * steps / warm,
-                  3e-4 * (0.1 + 0.45 * (1 + np.cos(np.pi * np.clip((steps - warm) / (spec.max_step - warm), 0, 1)))))
+    lr = np.where(
+        steps < warm,
+        3e-4 * steps / warm,
+        3e-4 * (0.1 + 0.45 * (1 + np.cos(np.pi * np.clip((steps - warm) / (spec.max_step - warm), 0, 1)))),
+    )
     for start, peak, end in spikes:
         inside = (steps >= start) & (steps < end)
         bump = np.where(inside, 1.0 - np.abs(steps - peak) / max(end - start, 1), 0.0)
         loss += 1.5 * bump
         grad += 4.0 * bump
-    frame = pl.DataFrame({
-        "step": np.tile(steps, 3), "name": np.repeat(["loss", "grad_norm", "lr"], len(steps)),
-        "value": np.concatenate([loss, grad, lr]),
-    })
+    frame = pl.DataFrame(
+        {
+            "step": np.tile(steps, 3),
+            "name": np.repeat(["loss", "grad_norm", "lr"], len(steps)),
+            "value": np.concatenate([loss, grad, lr]),
+        }
+    )
     wh.write_traces(run_id, frame)
 
 
@@ -141,8 +247,9 @@ def _spike_steps(spec: SyntheticSpec, steps: np.ndarray, run_index: int) -> list
     return out
 
 
-def build_synthetic_warehouse(root: Path, spec: SyntheticSpec = SyntheticSpec(),
-                              progress: bool = False) -> SyntheticInfo:
+def build_synthetic_warehouse(
+    root: Path, spec: SyntheticSpec = SyntheticSpec(), progress: bool = False
+) -> SyntheticInfo:
     """Write a complete synthetic warehouse at ``root`` (created) and return what it holds."""
     rng = np.random.default_rng(spec.seed)
     wh = Warehouse.create(root)
@@ -152,17 +259,36 @@ def build_synthetic_warehouse(root: Path, spec: SyntheticSpec = SyntheticSpec(),
     steps = checkpoint_steps(spec.n_checkpoints, spec.max_step)
     x = log10_steps(steps)
     window = steps >= 0.75 * steps.max()
-    info = SyntheticInfo(Path(root).resolve(), [f"seed{r}" for r in range(spec.n_runs)], steps, n,
-                         vocabulary(spec.vocab_size))
+    info = SyntheticInfo(
+        Path(root).resolve(), [f"seed{r}" for r in range(spec.n_runs)], steps, n, vocabulary(spec.vocab_size)
+    )
     surprisal_unigram = -np.log2(prob[target])
     base_final = np.clip(1.0 + 0.5 * surprisal_unigram + rng.normal(0, 0.8, n), 0.3, chance - 1.0)
     base_aoa = np.clip(0.6 + 0.15 * surprisal_unigram + rng.normal(0, 0.3, n), 0.2, x.max() - 0.3)
     per_run: dict[str, dict[str, np.ndarray]] = {}
     for r, run_id in enumerate(info.run_ids):
-        wh.upsert_run(RunRecord(run_id, run_id, r, f"/synthetic/{run_id}", "step_folders", "gpt_neox",
-                                {"hidden_size": 64}, None, "synthetic-fp", 2048, {}))
-        wh.upsert_checkpoints(run_id, [CheckpointRecord(int(s), int(s) * 2048, f"/synthetic/{run_id}/step{s}",
-                                                        f"{run_id}-{s}", None) for s in steps])
+        wh.upsert_run(
+            RunRecord(
+                run_id,
+                run_id,
+                r,
+                f"/synthetic/{run_id}",
+                "step_folders",
+                "gpt_neox",
+                {"hidden_size": 64},
+                None,
+                "synthetic-fp",
+                2048,
+                {},
+            )
+        )
+        wh.upsert_checkpoints(
+            run_id,
+            [
+                CheckpointRecord(int(s), int(s) * 2048, f"/synthetic/{run_id}/step{s}", f"{run_id}-{s}", None)
+                for s in steps
+            ],
+        )
         final = np.clip(base_final + rng.normal(0, 0.2, n), 0.1, chance - 0.5).astype(np.float32)
         aoa = (base_aoa + rng.normal(0, 0.12, n)).astype(np.float32)
         spikes = _spike_steps(spec, steps, r)
@@ -180,7 +306,7 @@ def build_synthetic_warehouse(root: Path, spec: SyntheticSpec = SyntheticSpec(),
         wanted = {int(steps[steps <= start][-1]) for start, _, _ in spikes}
         wanted |= {int(steps[steps >= end][0]) for _, _, end in spikes}
         for col, step in enumerate(steps):
-            values = curves(x[col:col + 1], final, aoa, chance)[:, 0]
+            values = curves(x[col : col + 1], final, aoa, chance)[:, 0]
             values += rng.standard_normal(n, dtype=np.float32) * 0.25
             values += bumps.get(int(step), 0.0)
             np.maximum(values, 0.0, out=values)
@@ -193,8 +319,13 @@ def build_synthetic_warehouse(root: Path, spec: SyntheticSpec = SyntheticSpec(),
             if progress:
                 print(f"\r{run_id} checkpoint {col + 1}/{len(steps)}", end="", flush=True)
         k = int(window.sum())
-        per_run[run_id] = {"final": final, "aoa": aoa, "mean": total / k,
-                           "std": np.sqrt(np.maximum(total_sq / k - (total / k) ** 2, 0.0)), "kept": kept}
+        per_run[run_id] = {
+            "final": final,
+            "aoa": aoa,
+            "mean": total / k,
+            "std": np.sqrt(np.maximum(total_sq / k - (total / k) ** 2, 0.0)),
+            "kept": kept,
+        }
     if progress:
         print()
     if spec.derived:

@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from warehouse import Warehouse
+from ldw.warehouse import Warehouse
 
 if TYPE_CHECKING:
     from tests.app.synthetic import SyntheticInfo, SyntheticSpec
@@ -33,8 +33,9 @@ def log10_steps(steps: np.ndarray) -> np.ndarray:
     return np.log10(np.maximum(steps, 0.1).astype(np.float64))
 
 
-def _chunk_tables(spec: "SyntheticSpec", info: "SyntheticInfo", per_run: dict[str, dict[str, Any]], lo: int, hi: int,
-                  chance: float) -> tuple[pa.Table, pa.Table, pa.Table | None]:
+def _chunk_tables(
+    spec: SyntheticSpec, info: SyntheticInfo, per_run: dict[str, dict[str, Any]], lo: int, hi: int, chance: float
+) -> tuple[pa.Table, pa.Table, pa.Table | None]:
     steps = info.steps[info.steps > 0]
     x = log10_steps(steps)
     token_idx = np.arange(lo, hi, dtype=np.int64)
@@ -50,45 +51,75 @@ def _chunk_tables(spec: "SyntheticSpec", info: "SyntheticInfo", per_run: dict[st
             if rid == run_id:
                 inside = risers[(risers >= lo) & (risers < hi)] - lo
                 forget[inside] += 2.5
-        metric_parts.append(pa.table({
-            "run_id": pa.array([run_id] * (hi - lo), pa.string()), "token_idx": token_idx,
-            "final_surprisal": run["mean"][lo:hi], "within_run_var": run["std"][lo:hi],
-            "aoa_log10_step": aoa_log10, "aoa_step": 10.0 ** aoa_log10,
-            "aoa_threshold_bits": 0.5 * chance + 0.5 * final.astype(np.float64),
-            "forgettability": forget + 0.05 * final, "gam_lambda": np.ones(hi - lo),
-        }))
+        metric_parts.append(
+            pa.table(
+                {
+                    "run_id": pa.array([run_id] * (hi - lo), pa.string()),
+                    "token_idx": token_idx,
+                    "final_surprisal": run["mean"][lo:hi],
+                    "within_run_var": run["std"][lo:hi],
+                    "aoa_log10_step": aoa_log10,
+                    "aoa_step": 10.0**aoa_log10,
+                    "aoa_threshold_bits": 0.5 * chance + 0.5 * final.astype(np.float64),
+                    "forgettability": forget + 0.05 * final,
+                    "gam_lambda": np.ones(hi - lo),
+                }
+            )
+        )
         if spec.smoothed:
             offsets = pa.array(np.arange(hi - lo + 1, dtype=np.int32) * len(steps), pa.int32())
-            curve_parts.append(pa.table({
-                "run_id": pa.array([run_id] * (hi - lo), pa.string()), "token_idx": token_idx,
-                "g_bits": pa.ListArray.from_arrays(offsets, pa.array(g.ravel(), pa.float32())),
-            }))
+            curve_parts.append(
+                pa.table(
+                    {
+                        "run_id": pa.array([run_id] * (hi - lo), pa.string()),
+                        "token_idx": token_idx,
+                        "g_bits": pa.ListArray.from_arrays(offsets, pa.array(g.ravel(), pa.float32())),
+                    }
+                )
+            )
     stacked = np.stack(smoothed)
     pairs = [(a, b) for a in range(len(stacked)) for b in range(a + 1, len(stacked))]
-    crossrun = (np.mean([np.mean((stacked[a] - stacked[b]) ** 2, axis=1) for a, b in pairs], axis=0)
-                if pairs else np.zeros(hi - lo))
+    crossrun = (
+        np.mean([np.mean((stacked[a] - stacked[b]) ** 2, axis=1) for a, b in pairs], axis=0)
+        if pairs
+        else np.zeros(hi - lo)
+    )
     metrics = pa.concat_tables(metric_parts)
-    means = {f"mean_{name}": np.mean([m.column(name).to_numpy() for m in metric_parts], axis=0)
-             for name in ("final_surprisal", "within_run_var", "aoa_log10_step", "forgettability")}
-    cross = pa.table({"token_idx": token_idx, "crossrun_var": crossrun.astype(np.float64),
-                      "n_runs": np.full(hi - lo, len(info.run_ids), dtype=np.int32), **means})
+    means = {
+        f"mean_{name}": np.mean([m.column(name).to_numpy() for m in metric_parts], axis=0)
+        for name in ("final_surprisal", "within_run_var", "aoa_log10_step", "forgettability")
+    }
+    cross = pa.table(
+        {
+            "token_idx": token_idx,
+            "crossrun_var": crossrun.astype(np.float64),
+            "n_runs": np.full(hi - lo, len(info.run_ids), dtype=np.int32),
+            **means,
+        }
+    )
     return metrics, cross, pa.concat_tables(curve_parts) if curve_parts else None
 
 
-def _ngram_stats(target: np.ndarray, prob: np.ndarray, n_sequences: int, seq_len: int,
-                 rng: np.random.Generator) -> pl.DataFrame:
+def _ngram_stats(
+    target: np.ndarray, prob: np.ndarray, n_sequences: int, seq_len: int, rng: np.random.Generator
+) -> pl.DataFrame:
     log2p = np.log2(prob[target])
     counts = np.maximum(1, np.round(prob[target] * 1e7)).astype(np.int64)
     ngram = np.clip(-log2p - 2.0 + rng.normal(0, 1.5, len(target)), 0.0, None)
     coef = np.polyfit(log2p, ngram, 1)
     position = np.tile(np.arange(1, seq_len), n_sequences)
-    return pl.DataFrame({
-        "token_idx": np.arange(len(target), dtype=np.int64), "unigram_count": counts,
-        "log2_unigram_freq": log2p, "ngram_order": rng.integers(1, 6, len(target)).astype(np.int8),
-        "ngram_surprisal": ngram, "ngram_surprisal_resid": ngram - np.polyval(coef, log2p),
-        "context_logprob": log2p.mean() + rng.normal(0, 0.5, len(target)),
-        "log2_context_length": np.log2(position.astype(np.float64)),
-    })
+    return pl.DataFrame(
+        {
+            "token_idx": np.arange(len(target), dtype=np.int64),
+            "unigram_count": counts,
+            "log2_unigram_freq": log2p,
+            "ngram_order": rng.integers(1, 6, len(target)).astype(np.int8),
+            "ngram_surprisal": ngram,
+            "ngram_surprisal_resid": ngram - np.polyval(coef, log2p),
+            "context_logprob": log2p.mean() + rng.normal(0, 0.5, len(target)),
+            "log2_context_length": np.log2(position.astype(np.float64)),
+        }
+    )
 
 
 def _correlations(wh: Warehouse, ngram: pl.DataFrame) -> pl.DataFrame:
@@ -98,64 +129,134 @@ def _correlations(wh: Warehouse, ngram: pl.DataFrame) -> pl.DataFrame:
         joined = metrics.filter(pl.col("run_id") == run_id).join(ngram, on="token_idx")
         for metric in ("final_surprisal", "aoa_log10_step"):
             r = float(np.corrcoef(joined[metric].to_numpy(), joined["log2_unigram_freq"].to_numpy())[0, 1])
-            rows.append({"scope": "run", "run_id": run_id, "metric": metric, "predictor": "log2_unigram_freq",
-                         "n": joined.height, "pearson_r": r})
+            rows.append(
+                {
+                    "scope": "run",
+                    "run_id": run_id,
+                    "metric": metric,
+                    "predictor": "log2_unigram_freq",
+                    "n": joined.height,
+                    "pearson_r": r,
+                }
+            )
     return pl.DataFrame(rows)
 
 
-def _spike_tables(info: "SyntheticInfo", per_run: dict[str, dict[str, Any]],
-                  top_n: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _spike_tables(
+    info: SyntheticInfo, per_run: dict[str, dict[str, Any]], top_n: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     spike_rows, token_parts = [], []
     for run_id, spike_id, start, end in info.spikes:
         peak = (start + end) // 2
         for trace, base, height in (("loss", 2.5, 1.5), ("grad_norm", 0.6, 4.0)):
-            spike_rows.append({"run_id": run_id, "trace": trace, "spike_id": spike_id, "step_start": start,
-                               "step_peak": peak, "step_end": end, "baseline": base, "peak_value": base + height,
-                               "magnitude": height, "magnitude_mads": height / 0.01})
+            spike_rows.append(
+                {
+                    "run_id": run_id,
+                    "trace": trace,
+                    "spike_id": spike_id,
+                    "step_start": start,
+                    "step_peak": peak,
+                    "step_end": end,
+                    "baseline": base,
+                    "peak_value": base + height,
+                    "magnitude": height,
+                    "magnitude_mads": height / 0.01,
+                }
+            )
         before = int(info.steps[info.steps <= start][-1])
         after = int(info.steps[info.steps >= end][0])
         kept = per_run[run_id]["kept"]
         delta = kept[after] - kept[before]
         order = np.lexsort((np.arange(len(delta)), -delta))[:top_n]
-        token_parts.append(pl.DataFrame({
-            "run_id": run_id, "spike_id": spike_id, "step_before": before, "step_after": after,
-            "token_idx": order.astype(np.int64), "surprisal_before": kept[before][order],
-            "surprisal_after": kept[after][order], "delta_bits": delta[order],
-            "rank": np.arange(1, len(order) + 1, dtype=np.int64),
-        }).cast({"spike_id": pl.Int64, "step_before": pl.Int64, "step_after": pl.Int64}))
+        token_parts.append(
+            pl.DataFrame(
+                {
+                    "run_id": run_id,
+                    "spike_id": spike_id,
+                    "step_before": before,
+                    "step_after": after,
+                    "token_idx": order.astype(np.int64),
+                    "surprisal_before": kept[before][order],
+                    "surprisal_after": kept[after][order],
+                    "delta_bits": delta[order],
+                    "rank": np.arange(1, len(order) + 1, dtype=np.int64),
+                }
+            ).cast({"spike_id": pl.Int64, "step_before": pl.Int64, "step_after": pl.Int64})
+        )
     return pl.DataFrame(spike_rows), pl.concat(token_parts)
 
 
 def _lr_law_tables(wh: Warehouse, run_id: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The fit reproduces the loss trace's noise-free decay; a constant schedule is predicted 0.1 higher."""
-    traces = wh.query("SELECT step, name, value FROM traces WHERE run_id = ? AND name IN ('loss', 'lr') "
-                      "ORDER BY step", [run_id]).pivot(on="name", index="step", values="value")
+    traces = wh.query(
+        "SELECT step, name, value FROM traces WHERE run_id = ? AND name IN ('loss', 'lr') ORDER BY step", [run_id]
+    ).pivot(on="name", index="step", values="value")
     steps = traces["step"].to_numpy()
     lr = traces["lr"].to_numpy()
     predicted = 2.0 + 8.0 * (steps + 10.0) ** -0.4
     observed = traces["loss"].to_numpy()
-    fit = pl.DataFrame([{"runs": run_id, "L0": 2.0, "A": 8.0, "alpha": 0.4, "C": 0.0, "decay": 0.999,
-                         "huber_delta": 1e-3, "fit_from_fraction": 0.05,
-                         "rmse": float(np.sqrt(np.mean((predicted - observed) ** 2))),
-                         "mape_pct": float(100 * np.mean(np.abs(predicted - observed) / observed)),
-                         "n_points": len(steps)}])
-    curves = pl.concat([
-        pl.DataFrame({"schedule": run_id, "kind": "fit", "step": steps, "lr": lr, "predicted_loss": predicted,
-                      "observed_loss": observed}),
-        pl.DataFrame({"schedule": "constant", "kind": "predict", "step": steps, "lr": np.full(len(lr), lr.max()),
-                      "predicted_loss": predicted + 0.1,
-                      "observed_loss": pl.Series([None] * len(steps), dtype=pl.Float64)}),
-    ])
+    fit = pl.DataFrame(
+        [
+            {
+                "runs": run_id,
+                "L0": 2.0,
+                "A": 8.0,
+                "alpha": 0.4,
+                "C": 0.0,
+                "decay": 0.999,
+                "huber_delta": 1e-3,
+                "fit_from_fraction": 0.05,
+                "rmse": float(np.sqrt(np.mean((predicted - observed) ** 2))),
+                "mape_pct": float(100 * np.mean(np.abs(predicted - observed) / observed)),
+                "n_points": len(steps),
+            }
+        ]
+    )
+    curves = pl.concat(
+        [
+            pl.DataFrame(
+                {
+                    "schedule": run_id,
+                    "kind": "fit",
+                    "step": steps,
+                    "lr": lr,
+                    "predicted_loss": predicted,
+                    "observed_loss": observed,
+                }
+            ),
+            pl.DataFrame(
+                {
+                    "schedule": "constant",
+                    "kind": "predict",
+                    "step": steps,
+                    "lr": np.full(len(lr), lr.max()),
+                    "predicted_loss": predicted + 0.1,
+                    "observed_loss": pl.Series([None] * len(steps), dtype=pl.Float64),
+                }
+            ),
+        ]
+    )
     return fit, curves
 
 
-def write_derived_tables(wh: Warehouse, spec: "SyntheticSpec", info: "SyntheticInfo",
-                         per_run: dict[str, dict[str, Any]], target: np.ndarray, prob: np.ndarray,
-                         chance: float) -> None:
+def write_derived_tables(
+    wh: Warehouse,
+    spec: SyntheticSpec,
+    info: SyntheticInfo,
+    per_run: dict[str, dict[str, Any]],
+    target: np.ndarray,
+    prob: np.ndarray,
+    chance: float,
+) -> None:
     """Write every derived table the app reads."""
     rng = np.random.default_rng(spec.seed + 1)
-    params = {"synthetic": True, "vocab_size": spec.vocab_size, "chance_bits": chance, "runs": info.run_ids,
-              "steps": {r: info.steps[info.steps > 0].tolist() for r in info.run_ids}}
+    params = {
+        "synthetic": True,
+        "vocab_size": spec.vocab_size,
+        "chance_bits": chance,
+        "runs": info.run_ids,
+        "steps": {r: info.steps[info.steps > 0].tolist() for r in info.run_ids},
+    }
     for index, lo in enumerate(range(0, info.n_tokens, CHUNK)):
         metrics, cross, curves = _chunk_tables(spec, info, per_run, lo, min(info.n_tokens, lo + CHUNK), chance)
         part = f"chunk-{index:06d}"

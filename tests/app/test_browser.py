@@ -22,13 +22,22 @@ import pytest
 from tests.app.synthetic import SyntheticInfo
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT_MS = 60_000
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
+)
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package (pip install playwright)")
 
 
@@ -54,14 +63,21 @@ def _wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
 
 @pytest.fixture(scope="module")
 def server(synthetic: SyntheticInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The app served by ``app.launch.launch`` on a free port; the server's process group is ended after."""
+    """The app served by ``ldw.app.launch.launch`` on a free port; the server's process group is ended after."""
     port = _free_port()
     log = tmp_path_factory.mktemp("server") / "streamlit.log"
-    code = ("import sys; from pathlib import Path; from app.launch import launch; "
-            "raise SystemExit(launch(Path(sys.argv[1]), port=int(sys.argv[2])))")
+    code = (
+        "import sys; from pathlib import Path; from app.launch import launch; "
+        "raise SystemExit(launch(Path(sys.argv[1]), port=int(sys.argv[2])))"
+    )
     with log.open("w") as out:
-        process = subprocess.Popen([sys.executable, "-c", code, str(synthetic.root), str(port)], cwd=REPO,
-                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-c", code, str(synthetic.root), str(port)],
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, process, log)

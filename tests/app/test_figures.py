@@ -7,8 +7,8 @@ import math
 import numpy as np
 import polars as pl
 
-from app.analysis_figures import density_figure, histogram_figure, schedule_figure
-from app.figures import PALETTE, run_colors, token_curve_figure, traces_figure
+from ldw.app.analysis_figures import density_figure, histogram_figure, schedule_figure
+from ldw.app.figures import PALETTE, run_colors, token_curve_figure, traces_figure
 
 
 def test_run_colors_do_not_depend_on_order_or_selection() -> None:
@@ -21,8 +21,9 @@ def test_run_colors_do_not_depend_on_order_or_selection() -> None:
 
 def _curves() -> tuple[pl.DataFrame, pl.DataFrame]:
     steps = [0, 1, 10, 100, 1000]
-    raw = pl.DataFrame({"run_id": ["a"] * 5 + ["b"] * 5, "step": steps * 2,
-                        "bits": [9.0, 8.0, 6.0, 3.0, 2.0, 9.0, 8.5, 7.0, 4.0, 2.5]})
+    raw = pl.DataFrame(
+        {"run_id": ["a"] * 5 + ["b"] * 5, "step": steps * 2, "bits": [9.0, 8.0, 6.0, 3.0, 2.0, 9.0, 8.5, 7.0, 4.0, 2.5]}
+    )
     smooth = raw.filter(pl.col("step") > 0).with_columns(pl.col("bits") + 0.1)
     return raw, smooth
 
@@ -31,8 +32,18 @@ def test_token_curve_figure_marks_chance_aoa_and_spikes() -> None:
     raw, smooth = _curves()
     colors = run_colors(["a", "b"])
     aoa = pl.DataFrame({"run_id": ["a", "b"], "aoa_step": [40.0, float("nan")], "aoa_threshold_bits": [5.5, 6.0]})
-    spikes = pl.DataFrame({"run_id": ["a"], "trace": ["loss"], "spike_id": [0], "step_start": [200],
-                           "step_peak": [250], "step_end": [300], "magnitude_mads": [9.0], "peak_value": [4.0]})
+    spikes = pl.DataFrame(
+        {
+            "run_id": ["a"],
+            "trace": ["loss"],
+            "spike_id": [0],
+            "step_start": [200],
+            "step_peak": [250],
+            "step_end": [300],
+            "magnitude_mads": [9.0],
+            "peak_value": [4.0],
+        }
+    )
     fig = token_curve_figure(raw, smooth, aoa, math.log2(512), spikes, colors, True, "t")
     by_name = {t.name: t for t in fig.data}
     assert list(by_name["a"].x) == [1, 10, 100, 1000]  # step 0 left out on the log axis
@@ -45,18 +56,35 @@ def test_token_curve_figure_marks_chance_aoa_and_spikes() -> None:
     assert any(s.x0 == 200 and s.x1 == 300 for s in shapes)  # spike band
     assert fig.layout.xaxis.type == "log" and "step" in fig.layout.xaxis.title.text
     assert "bits" in fig.layout.yaxis.title.text
-    linear = token_curve_figure(raw, pl.DataFrame(schema=smooth.schema), aoa.head(0), None, spikes.head(0), colors,
-                                False, "t")
+    linear = token_curve_figure(
+        raw, pl.DataFrame(schema=smooth.schema), aoa.head(0), None, spikes.head(0), colors, False, "t"
+    )
     assert list(next(t for t in linear.data if t.name == "a").x) == [0, 1, 10, 100, 1000]
     assert linear.layout.xaxis.type == "linear" and not linear.layout.shapes
 
 
 def test_traces_figure_has_one_row_per_trace_and_a_checkpoint_rug() -> None:
-    traces = pl.DataFrame({"run_id": ["a"] * 4 + ["b"] * 4, "name": ["loss", "loss", "lr", "lr"] * 2,
-                           "step": [0, 10, 0, 10] * 2, "value": [3.0, 2.0, 0.0, 1e-3] * 2})
+    traces = pl.DataFrame(
+        {
+            "run_id": ["a"] * 4 + ["b"] * 4,
+            "name": ["loss", "loss", "lr", "lr"] * 2,
+            "step": [0, 10, 0, 10] * 2,
+            "value": [3.0, 2.0, 0.0, 1e-3] * 2,
+        }
+    )
     checkpoints = pl.DataFrame({"run_id": ["a", "a", "b"], "step": [0, 10, 10], "status": ["done", "failed", "done"]})
-    spikes = pl.DataFrame({"run_id": ["b"], "trace": ["loss"], "spike_id": [0], "step_start": [5], "step_peak": [6],
-                           "step_end": [None], "magnitude_mads": [7.0], "peak_value": [5.0]})
+    spikes = pl.DataFrame(
+        {
+            "run_id": ["b"],
+            "trace": ["loss"],
+            "spike_id": [0],
+            "step_start": [5],
+            "step_peak": [6],
+            "step_end": [None],
+            "magnitude_mads": [7.0],
+            "peak_value": [5.0],
+        }
+    )
     colors = run_colors(["a", "b"])
     fig = traces_figure(traces, spikes, checkpoints, colors, ["loss", "lr"], log_x=True)
     assert [fig.layout[f"xaxis{i}"].type for i in ("", "2", "3")] == ["log"] * 3
@@ -86,9 +114,16 @@ def test_histogram_and_schedule_colors_follow_runs() -> None:
     colors = run_colors(["seed0", "seed1"])
     hist = pl.DataFrame({"run_id": ["seed1"], "x": [1.0], "count": [3], "width": [0.5]})
     assert histogram_figure(hist, "m (bits)", colors).data[0].marker.color == colors["seed1"]
-    curves = pl.DataFrame({"schedule": ["seed1", "seed1", "cosine", "cosine"], "kind": ["fit", "fit", "predict",
-                           "predict"], "step": [1, 2, 1, 2], "lr": [1.0, 0.5, 1.0, 0.2],
-                           "predicted_loss": [3.0, 2.0, 3.0, 1.9], "observed_loss": [3.1, 2.1, None, None]})
+    curves = pl.DataFrame(
+        {
+            "schedule": ["seed1", "seed1", "cosine", "cosine"],
+            "kind": ["fit", "fit", "predict", "predict"],
+            "step": [1, 2, 1, 2],
+            "lr": [1.0, 0.5, 1.0, 0.2],
+            "predicted_loss": [3.0, 2.0, 3.0, 1.9],
+            "observed_loss": [3.1, 2.1, None, None],
+        }
+    )
     fig = schedule_figure(curves, False, colors)
     fit = next(t for t in fig.data if t.name == "seed1 fit")
     predicted = next(t for t in fig.data if t.name == "cosine predicted")

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from app.views.tokens import context_html
+from ldw.app.views.tokens import context_html
 from tests.app.conftest import app_at
 from tests.app.synthetic import SyntheticInfo
 
@@ -43,8 +43,9 @@ def test_overview_counts_traces_and_log_toggle(synthetic: SyntheticInfo, monkeyp
     assert at.query_params["runs"] == "seed1"
 
 
-def test_token_from_url_draws_curves_context_and_metrics(synthetic: SyntheticInfo,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_token_from_url_draws_curves_context_and_metrics(
+    synthetic: SyntheticInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
     at = app_at(synthetic.root, monkeypatch, page="tokens", token="40", runs="seed0,seed2")
     assert not at.exception
     [fig] = charts(at)
@@ -127,10 +128,16 @@ def test_schedules_and_export_pages(synthetic: SyntheticInfo, monkeypatch: pytes
     assert "ngram_correlations" in " ".join(m.value for m in export.markdown)
 
 
-@pytest.mark.parametrize("page, command", [
-    ("overview", "ldw sweep"), ("tokens", "ldw evalset"), ("population", "ldw metrics"),
-    ("spikes", "ldw spikes"), ("schedules", "ldw fit-schedule"),
-])
+@pytest.mark.parametrize(
+    "page, command",
+    [
+        ("overview", "ldw sweep"),
+        ("tokens", "ldw evalset"),
+        ("population", "ldw metrics"),
+        ("spikes", "ldw spikes"),
+        ("schedules", "ldw fit-schedule"),
+    ],
+)
 def test_empty_states_name_the_command(bare: Path, monkeypatch: pytest.MonkeyPatch, page: str, command: str) -> None:
     at = app_at(bare, monkeypatch, page=page)
     assert not at.exception
@@ -143,7 +150,13 @@ def test_not_a_warehouse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_context_html_escapes_text() -> None:
-    context = pl.DataFrame({"position": [0, 1, 2], "token_id": [1, 2, 3],
-                            "token_text": ["<script>", " x&y", "\n"], "is_target": [False, True, False]})
+    context = pl.DataFrame(
+        {
+            "position": [0, 1, 2],
+            "token_id": [1, 2, 3],
+            "token_text": ["<script>", " x&y", "\n"],
+            "is_target": [False, True, False],
+        }
+    )
     out = context_html(context)
     assert "<script>" not in out and "&lt;script&gt;" in out and "x&amp;y</mark>" in out and "↵<br>" in out

@@ -11,16 +11,16 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from app import analysis_queries as aq
-from app import population_queries as pop
-from app import queries as q
-from app import search_queries as sq
-from app import token_queries as tq
-from app.source import Source, warehouse_version
+from ldw.app import analysis_queries as aq
+from ldw.app import population_queries as pop
+from ldw.app import queries as q
+from ldw.app import search_queries as sq
+from ldw.app import token_queries as tq
+from ldw.app.source import Source, warehouse_version
+from ldw.warehouse import Warehouse
+from ldw.warehouse.checkpoint_surprisal import checkpoint_surprisal
 from tests.app.synthetic import SyntheticInfo
 from tests.app.token_major import write_token_curves_raw
-from warehouse import Warehouse
-from warehouse.checkpoint_surprisal import checkpoint_surprisal
 
 
 @pytest.fixture()
@@ -35,8 +35,18 @@ def eval_tokens(synthetic: SyntheticInfo) -> pl.DataFrame:
 
 def test_tables_and_run_summary(wh: Warehouse, synthetic: SyntheticInfo) -> None:
     tables = q.table_columns(wh)
-    for name in ("token_metrics", "crossrun_metrics", "token_curves_smoothed", "ngram_stats", "spikes",
-                 "spike_tokens", "lr_law_fit", "lr_law_curves", "surprisal", "traces"):
+    for name in (
+        "token_metrics",
+        "crossrun_metrics",
+        "token_curves_smoothed",
+        "ngram_stats",
+        "spikes",
+        "spike_tokens",
+        "lr_law_fit",
+        "lr_law_curves",
+        "surprisal",
+        "traces",
+    ):
         assert name in tables
     assert "token_curves_raw" not in tables
     summary = q.run_summary(wh)
@@ -57,8 +67,9 @@ def test_raw_curves_match_the_surprisal_files(wh: Warehouse, synthetic: Syntheti
         np.testing.assert_allclose(run["bits"].to_numpy(), expected, rtol=1e-6)
 
 
-def test_token_major_table_gives_the_same_curves_and_detects_staleness(synthetic: SyntheticInfo,
-                                                                      tmp_path: Path) -> None:
+def test_token_major_table_gives_the_same_curves_and_detects_staleness(
+    synthetic: SyntheticInfo, tmp_path: Path
+) -> None:
     root = tmp_path / "copy"
     shutil.copytree(synthetic.root, root)
     writable = Warehouse.open(root)
@@ -121,14 +132,19 @@ def test_search_text_is_never_sql(wh: Warehouse, text: str) -> None:
 def test_rankings_agree_with_polars(wh: Warehouse, synthetic: SyntheticInfo) -> None:
     metrics = pl.read_parquet(f"{wh.derived_location('token_metrics')}/*.parquet")
     run = sq.rank_tokens(wh, "latest_aoa", "seed1", limit=20)
-    expected = metrics.filter(pl.col("run_id") == "seed1").sort(
-        ["aoa_log10_step", "token_idx"], descending=[True, False]).head(20)
+    expected = (
+        metrics.filter(pl.col("run_id") == "seed1")
+        .sort(["aoa_log10_step", "token_idx"], descending=[True, False])
+        .head(20)
+    )
     assert run["token_idx"].to_list() == expected["token_idx"].to_list()
     np.testing.assert_allclose(run["score"].to_numpy(), expected["aoa_log10_step"].to_numpy())
     cross = pl.read_parquet(f"{wh.derived_location('crossrun_metrics')}/*.parquet")
     seeds = sq.rank_tokens(wh, "most_variable_seeds", None, limit=10)
-    assert seeds["token_idx"].to_list() == cross.sort(["crossrun_var", "token_idx"], descending=[True, False]).head(
-        10)["token_idx"].to_list()
+    assert (
+        seeds["token_idx"].to_list()
+        == cross.sort(["crossrun_var", "token_idx"], descending=[True, False]).head(10)["token_idx"].to_list()
+    )
     easiest = sq.rank_tokens(wh, "easiest", None, limit=3)
     assert easiest["score"].to_list() == sorted(cross["mean_final_surprisal"].to_list())[:3]
 
@@ -139,10 +155,10 @@ def test_context_search_finds_each_occurrence(wh: Warehouse, synthetic: Syntheti
     needle = "".join(synthetic.vocab[i] for i in ids[4:7])
     texts = sq.sequence_texts(wh)
     seq_ids, positions = sq.context_matches(texts, needle.upper(), sq.CONTEXT_TARGETS[0])
-    assert (7, 6) in set(zip(seq_ids, positions))
+    assert (7, 6) in set(zip(seq_ids, positions, strict=True))
     seq_ids, positions = sq.context_matches(texts, needle, sq.CONTEXT_TARGETS[1])
-    assert (7, 7) in set(zip(seq_ids, positions))
-    for seq_id, position in zip(seq_ids, positions):
+    assert (7, 7) in set(zip(seq_ids, positions, strict=True))
+    for seq_id, position in zip(seq_ids, positions, strict=True):
         row = seqs.filter(pl.col("seq_id") == seq_id)["input_ids"][0].to_list()
         before = "".join(synthetic.vocab[i] for i in row[:position]).lower()
         assert before.endswith(needle.lower())
@@ -160,7 +176,7 @@ def test_context_and_snippets(wh: Warehouse, synthetic: SyntheticInfo) -> None:
     assert target["token_text"][0] == row["token_text"] and target["position"][0] == row["position"]
     hits = sq.search_token_id(wh, row["token_id"]).filter(pl.col("token_idx") == 40)
     snippet = sq.with_snippets(hits, {row["seq_id"]: ids}, vocab, width=3)["context"][0]
-    assert snippet.endswith("".join(synthetic.vocab[i] for i in ids[row["position"] - 3:row["position"]]))
+    assert snippet.endswith("".join(synthetic.vocab[i] for i in ids[row["position"] - 3 : row["position"]]))
     assert tq.token_row(wh, 10**9) is None
 
 
@@ -176,8 +192,13 @@ def test_histogram_and_density_count_every_finite_value(wh: Warehouse, synthetic
     assert counts["count"].to_list() == [synthetic.n_tokens, synthetic.n_tokens]
     seed0 = metrics.filter(pl.col("run_id") == "seed0")["final_surprisal"].to_numpy()
     expected, _ = np.histogram(np.clip(seed0, lo, np.nextafter(hi, lo)), bins=25, range=(lo, hi))
-    got = dict(zip(np.round((hist.filter(pl.col("run_id") == "seed0")["x"].to_numpy() - lo) / (hi - lo) * 25 - 0.5),
-                   hist.filter(pl.col("run_id") == "seed0")["count"].to_list()))
+    got = dict(
+        zip(
+            np.round((hist.filter(pl.col("run_id") == "seed0")["x"].to_numpy() - lo) / (hi - lo) * 25 - 0.5),
+            hist.filter(pl.col("run_id") == "seed0")["count"].to_list(),
+            strict=True,
+        )
+    )
     assert [got.get(float(b), 0) for b in range(25)] == expected.tolist()
     cells, trend = pop.density(wh, freq, final, ["seed2"], pop.field_range(wh, freq), (lo, hi), bins=30)
     assert int(cells["count"].sum()) == synthetic.n_tokens
@@ -215,8 +236,11 @@ def test_spike_tokens_are_the_injected_risers(wh: Warehouse, synthetic: Syntheti
 
     ends = {spike_id: end for run_id, spike_id, _, end in synthetic.spikes if run_id == "seed0"}
     # every spike whose first checkpoint after it is the same bumps that checkpoint
-    risers = np.unique(np.concatenate([synthetic.spike_risers[("seed0", i)] for i, end in ends.items()
-                                       if after(end) == after(ends[0])]))
+    risers = np.unique(
+        np.concatenate(
+            [synthetic.spike_risers[("seed0", i)] for i, end in ends.items() if after(end) == after(ends[0])]
+        )
+    )
     rows = aq.spike_tokens(wh, "seed0", 0, limit=len(risers))
     assert set(rows["token_idx"].to_list()) == set(risers.tolist())
     assert rows["rank"].to_list() == list(range(1, len(risers) + 1))

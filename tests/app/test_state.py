@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.state import AppState, parse_spike_key, read_state, spike_key, state_params, write_state
+from ldw.app.state import AppState, parse_spike_key, read_state, spike_key, state_params, write_state
 
 
 def test_defaults_for_missing_and_malformed_values() -> None:

@@ -12,8 +12,8 @@ token's rows (runs x checkpoints) fall in one or two row groups of that part.
 
 from __future__ import annotations
 
-from pipelines.metrics import raw_curve_table
-from warehouse import Warehouse
+from ldw.curves.store import raw_curve_table
+from ldw.warehouse import Warehouse
 
 TABLE = "token_curves_raw"
 
@@ -22,8 +22,11 @@ def write_token_curves_raw(wh: Warehouse, chunk_tokens: int = 16_384) -> int:
     """Rewrite ``token_curves_raw`` from every run's done checkpoints; returns the number of parts."""
     run_ids = wh.run_ids()
     steps = {run_id: wh.surprisal_matrix(run_id, 0, 0)[0] for run_id in run_ids}
-    params = {"steps": {r: s.tolist() for r, s in steps.items()}, "chunk_tokens": chunk_tokens,
-              "order": "token_idx, run_id, step"}
+    params = {
+        "steps": {r: s.tolist() for r, s in steps.items()},
+        "chunk_tokens": chunk_tokens,
+        "order": "token_idx, run_id, step",
+    }
     wh.clear_derived(TABLE)
     n = wh.token_count()
     parts = 0

@@ -46,9 +46,15 @@ def test_fewer_scored_positions_save_only_the_unembedding() -> None:
 @pytest.mark.parametrize("shape", PYTHIA, ids=lambda m: m.name)
 def test_pythia_table_matches_gpt_neox_parameter_counts(shape) -> None:
     with torch.device("meta"):
-        model = GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=shape.vocab, hidden_size=shape.d_model,
-                                                 num_hidden_layers=shape.layers, num_attention_heads=8,
-                                                 intermediate_size=4 * shape.d_model))
+        model = GPTNeoXForCausalLM(
+            GPTNeoXConfig(
+                vocab_size=shape.vocab,
+                hidden_size=shape.d_model,
+                num_hidden_layers=shape.layers,
+                num_attention_heads=8,
+                intermediate_size=4 * shape.d_model,
+            )
+        )
     total = sum(p.numel() for p in model.parameters())
     embeddings = model.get_input_embeddings().weight.numel() + model.get_output_embeddings().weight.numel()
     assert (total, total - embeddings) == (shape.params, shape.non_embedding)
@@ -59,15 +65,36 @@ def test_gpt2_small_parameter_counts() -> None:
         model = GPT2LMHeadModel(GPT2Config())
     total = sum(p.numel() for p in model.parameters())
     positions = model.transformer.wpe.weight.numel()
-    assert (total, total - model.transformer.wte.weight.numel() - positions) == (GPT2_SMALL.params,
-                                                                                 GPT2_SMALL.non_embedding)
+    assert (total, total - model.transformer.wte.weight.numel() - positions) == (
+        GPT2_SMALL.params,
+        GPT2_SMALL.non_embedding,
+    )
 
 
 def test_sweep_cost_benchmark_tiny(tmp_path: Path) -> None:
     out = tmp_path / "result.json"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sweep_cost.py"), "--tokens", "10000", "--writes", "2",
-                    "--load-shape", "tiny", "--load-repeats", "1", "--gpus", "1,4", "--out", str(out)],
-                   check=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""}, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "sweep_cost.py"),
+            "--tokens",
+            "10000",
+            "--writes",
+            "2",
+            "--load-shape",
+            "tiny",
+            "--load-repeats",
+            "1",
+            "--gpus",
+            "1,4",
+            "--out",
+            str(out),
+        ],
+        check=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": ""},
+        capture_output=True,
+    )
     result = json.loads(out.read_text())
     assert set(result) >= {"machine", "measured", "flop_check", "assumptions", "workloads", "command"}
     write = result["measured"]["write_surprisal"]

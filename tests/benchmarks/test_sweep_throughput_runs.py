@@ -12,9 +12,26 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_sweep_throughput_benchmark_tiny(tmp_path: Path) -> None:
     out = tmp_path / "result.json"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "sweep_throughput.py"), "--shape", "tiny",
-                    "--windows", "4", "--seq-len", "64", "--batch", "2", "--out", str(out)],
-                   check=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": ""}, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "sweep_throughput.py"),
+            "--shape",
+            "tiny",
+            "--windows",
+            "4",
+            "--seq-len",
+            "64",
+            "--batch",
+            "2",
+            "--out",
+            str(out),
+        ],
+        check=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": ""},
+        capture_output=True,
+    )
     result = json.loads(out.read_text())
     assert set(result["tokens_per_s"]) == {"per_sentence", "padded", "packed_simple", "ldw"}
     assert all(rate > 0 for rate in result["tokens_per_s"].values())

@@ -5,11 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.aoa import (
-    chance_bits, fit_sigmoid_scipy, fit_sigmoids, first_crossing, gam_aoa, sigmoid, sigmoid_aoa,
+from ldw.curves.aoa import (
+    chance_bits,
+    first_crossing,
+    fit_sigmoid_scipy,
+    fit_sigmoids,
+    gam_aoa,
+    sigmoid,
+    sigmoid_aoa,
 )
-from pipelines.errors import LdwError
-from pipelines.gam import build_smoother, fit_curves
+from ldw.curves.gam import build_smoother, fit_curves
+from ldw.errors import LdwError
 from tests.pipelines.test_gam import CHANCE, chang_steps, pygam_reference, synthetic_curves
 
 
@@ -39,18 +45,20 @@ def test_gam_aoa_matches_pygam_reference():
         assert result.log10_step[i] == pytest.approx(aoa, abs=1e-12), f"curve {i}"
         assert result.threshold[i] == pytest.approx(threshold, abs=1e-8)
     assert result.log10_step[3] == x[-1]
-    np.testing.assert_allclose(result.step, 10.0 ** result.log10_step)
+    np.testing.assert_allclose(result.step, 10.0**result.log10_step)
     assert len(np.unique(result.log10_step)) > 10
 
 
 def test_first_crossing_rule_on_hand_made_curves():
     grid = np.arange(5.0)
-    values = np.array([
-        [16.0, 12.0, 8.0, 4.0, 2.0],  # min 2 -> threshold 9 -> first <= 9 at x=2
-        [17.0, 16.5, 16.2, 16.1, 16.0],  # never below chance -> last x
-        [3.0, 5.0, 7.0, 9.0, 11.0],  # only rises: the minimum is at the start
-        [16.0, 9.0, 9.0, 2.0, 2.0],  # equality counts as crossed
-    ])
+    values = np.array(
+        [
+            [16.0, 12.0, 8.0, 4.0, 2.0],  # min 2 -> threshold 9 -> first <= 9 at x=2
+            [17.0, 16.5, 16.2, 16.1, 16.0],  # never below chance -> last x
+            [3.0, 5.0, 7.0, 9.0, 11.0],  # only rises: the minimum is at the start
+            [16.0, 9.0, 9.0, 2.0, 2.0],  # equality counts as crossed
+        ]
+    )
     aoa, threshold = first_crossing(values, grid, chance=16.0)
     np.testing.assert_array_equal(aoa, [2.0, 4.0, 0.0, 1.0])
     np.testing.assert_allclose(threshold, [9.0, 16.0, 9.5, 9.0])
@@ -59,8 +67,9 @@ def test_first_crossing_rule_on_hand_made_curves():
 def well_posed_sigmoids(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     x = np.log10(chang_steps()[1:].astype(np.float64))
-    truth = np.column_stack([rng.uniform(13, 16, n), rng.uniform(1, 9, n), rng.uniform(1.5, 4.5, n),
-                             rng.uniform(0.15, 0.8, n)])
+    truth = np.column_stack(
+        [rng.uniform(13, 16, n), rng.uniform(1, 9, n), rng.uniform(1.5, 4.5, n), rng.uniform(0.15, 0.8, n)]
+    )
     clean = sigmoid(x[None], *(truth[:, i : i + 1] for i in range(4)))
     return x, truth, clean + rng.normal(0.0, 0.6, clean.shape)
 

@@ -1,11 +1,11 @@
-"""Tests for pipelines.bpe: byte-level BPE training, saving and determinism."""
+"""Tests for ldw.train.bpe: byte-level BPE training, saving and determinism."""
 
 import pytest
 from transformers import AutoTokenizer
 
-from pipelines.bpe import EOS_TOKEN, train_bpe_tokenizer
-from pipelines.corpus import builtin_documents
-from pipelines.errors import LdwError
+from ldw.corpus import builtin_documents
+from ldw.errors import LdwError
+from ldw.train.bpe import EOS_TOKEN, train_bpe_tokenizer
 
 DOCS = builtin_documents()[:20]
 

@@ -1,15 +1,15 @@
-"""Tests for pipelines.corpus: the built-in corpus, file readers, their errors and the split."""
+"""Tests for ldw.corpus: the built-in corpus, file readers, their errors and the split."""
 
 import json
 import re
 from pathlib import Path
+from pydoc_data.topics import topics
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from pydoc_data.topics import topics
 
-from pipelines.corpus import (
+from ldw.corpus import (
     CorpusError,
     builtin_documents,
     corpus_documents,

@@ -9,12 +9,11 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from pipelines.correlations import (
-    association, correlation_table, export_ngram_correlations, ngram_correlations, summary_table,
-)
-from pipelines.errors import LdwError
-from pipelines.ngram_features import PREDICTORS
-from warehouse import Warehouse
+from ldw.errors import LdwError
+from ldw.ngrams.correlations import association, correlation_table, summary_table
+from ldw.ngrams.export import export_ngram_correlations, ngram_correlations
+from ldw.ngrams.features import PREDICTORS
+from ldw.warehouse import Warehouse
 
 
 def reference_ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
@@ -63,17 +62,25 @@ def synthetic_tables(n: int = 300, runs: tuple[str, ...] = ("seed0", "seed1")):
     ngram = pl.DataFrame({"token_idx": np.arange(n), **{p: rng.normal(size=n) for p in PREDICTORS}})
     context = np.where(np.arange(n) % 10 == 0, np.nan, rng.normal(size=n))  # NaN like position 0
     ngram = ngram.with_columns(pl.Series("log2_unigram_freq", freq), pl.Series("context_logprob", context))
-    token_metrics = pl.concat([
-        pl.DataFrame({
-            "run_id": run, "token_idx": np.arange(n),
-            "final_surprisal": -freq + rng.normal(size=n), "within_run_var": rng.normal(size=n),
-            "aoa_log10_step": -0.5 * freq + rng.normal(size=n), "forgettability": rng.normal(size=n),
-            "gam_lambda": np.ones(n),
-        })
-        for run in runs
-    ])
-    crossrun = pl.DataFrame({"token_idx": np.arange(n), "crossrun_var": rng.normal(size=n) ** 2,
-                             "n_runs": np.full(n, len(runs))})
+    token_metrics = pl.concat(
+        [
+            pl.DataFrame(
+                {
+                    "run_id": run,
+                    "token_idx": np.arange(n),
+                    "final_surprisal": -freq + rng.normal(size=n),
+                    "within_run_var": rng.normal(size=n),
+                    "aoa_log10_step": -0.5 * freq + rng.normal(size=n),
+                    "forgettability": rng.normal(size=n),
+                    "gam_lambda": np.ones(n),
+                }
+            )
+            for run in runs
+        ]
+    )
+    crossrun = pl.DataFrame(
+        {"token_idx": np.arange(n), "crossrun_var": rng.normal(size=n) ** 2, "n_runs": np.full(n, len(runs))}
+    )
     return token_metrics, crossrun, ngram
 
 
@@ -83,15 +90,21 @@ def test_correlation_table_per_run_average_and_crossrun() -> None:
     per_run = table.filter(pl.col("scope") == "run")
     assert per_run.height == 2 * 4 * len(PREDICTORS)
     assert "gam_lambda" not in table["metric"].to_list()
-    row = per_run.filter((pl.col("run_id") == "seed1") & (pl.col("metric") == "aoa_log10_step")
-                         & (pl.col("predictor") == "context_logprob")).row(0, named=True)
+    row = per_run.filter(
+        (pl.col("run_id") == "seed1")
+        & (pl.col("metric") == "aoa_log10_step")
+        & (pl.col("predictor") == "context_logprob")
+    ).row(0, named=True)
     run = token_metrics.filter(pl.col("run_id") == "seed1")
     x, y = ngram["context_logprob"].to_numpy(), run["aoa_log10_step"].to_numpy()
     keep = np.isfinite(x)
     assert row["n"] == 270
     assert row["spearman_rho"] == pytest.approx(stats.spearmanr(x[keep], y[keep]).statistic, rel=1e-12)
-    mean = table.filter((pl.col("scope") == "mean_over_runs") & (pl.col("metric") == "final_surprisal")
-                        & (pl.col("predictor") == "log2_unigram_freq")).row(0, named=True)
+    mean = table.filter(
+        (pl.col("scope") == "mean_over_runs")
+        & (pl.col("metric") == "final_surprisal")
+        & (pl.col("predictor") == "log2_unigram_freq")
+    ).row(0, named=True)
     both = per_run.filter((pl.col("metric") == "final_surprisal") & (pl.col("predictor") == "log2_unigram_freq"))
     assert mean["spearman_rho"] == pytest.approx(both["spearman_rho"].mean())
     assert mean["n_runs"] == 2 and mean["spearman_p"] is None
@@ -102,10 +115,14 @@ def test_correlation_table_per_run_average_and_crossrun() -> None:
 def test_summary_table_reports_frequency_effects() -> None:
     summary = summary_table(correlation_table(*synthetic_tables()))
     assert summary["metric"].to_list() == [
-        "final_surprisal", "within_run_var", "aoa_log10_step", "forgettability", "crossrun_var"
+        "final_surprisal",
+        "within_run_var",
+        "aoa_log10_step",
+        "forgettability",
+        "crossrun_var",
     ]
     assert set(summary["expected"].to_list()) == {"-"}
-    rho = dict(zip(summary["metric"], summary["spearman_rho"]))
+    rho = dict(zip(summary["metric"], summary["spearman_rho"], strict=True))
     assert rho["final_surprisal"] < -0.4 and rho["aoa_log10_step"] < -0.2
 
 
@@ -120,7 +137,10 @@ def test_export_writes_correlations_and_token_features(ingested_warehouse: Path,
     wh.write_derived("ngram_stats", ngram, {})
     paths = export_ngram_correlations(ingested_warehouse, tmp_path / "out")
     assert [p.name for p in paths] == [
-        "ngram_correlations.csv", "ngram_correlations.parquet", "token_features.csv", "token_features.parquet"
+        "ngram_correlations.csv",
+        "ngram_correlations.parquet",
+        "token_features.csv",
+        "token_features.parquet",
     ]
     exported = pl.read_parquet(paths[1])
     assert exported.equals(ngram_correlations(ingested_warehouse))

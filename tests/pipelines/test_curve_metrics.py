@@ -7,10 +7,15 @@ import itertools
 import numpy as np
 import pytest
 
-from pipelines.curve_metrics import (
-    CrossRunAccumulator, SmootherCache, common_steps, forgettability, run_metrics, window_mask,
+from ldw.curves.metrics import (
+    CrossRunAccumulator,
+    SmootherCache,
+    common_steps,
+    forgettability,
+    run_metrics,
+    window_mask,
 )
-from pipelines.errors import LdwError
+from ldw.errors import LdwError
 from tests.pipelines.test_gam import CHANCE, chang_steps, pygam_reference, synthetic_curves
 
 
@@ -76,7 +81,7 @@ def test_run_metrics_with_sigmoid_reports_both_aoas():
     m = run_metrics(steps, synthetic_curves(steps, 4, seed=2), CHANCE, sigmoid=True)
     assert m.sigmoid_aoa is not None
     assert np.all((m.sigmoid_aoa.log10_step >= 0) & (m.sigmoid_aoa.log10_step <= 6))
-    np.testing.assert_allclose(m.sigmoid_aoa.step, 10.0 ** m.sigmoid_aoa.log10_step)
+    np.testing.assert_allclose(m.sigmoid_aoa.step, 10.0**m.sigmoid_aoa.log10_step)
 
 
 def brute_force_crossrun(curves: list[np.ndarray]) -> np.ndarray:

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from pipelines.correlations import ngram_correlations, summary_table
-from pipelines.demo import SEEDS, run_demo
-from warehouse import Warehouse
-from warehouse.doctor import check_warehouse
+from ldw.demo import SEEDS, run_demo
+from ldw.ngrams.correlations import summary_table
+from ldw.ngrams.export import ngram_correlations
+from ldw.warehouse import Warehouse
+from ldw.warehouse.doctor import check_warehouse
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,8 @@ def test_demo_builds_a_sound_analysed_warehouse(demo_warehouse: tuple[Path, str]
     assert checkpoints.group_by("run_id").len()["len"].min() >= 18
     assert checkpoints.filter(status="done").height == checkpoints.height
     assert {"token_metrics", "crossrun_metrics", "ngram_stats"} <= set(
-        wh.query("SELECT table_name FROM derived_tables")["table_name"])
+        wh.query("SELECT table_name FROM derived_tables")["table_name"]
+    )
     assert check_warehouse(wh) == []
     assert f"ldw app {path}" in printed and "spearman_rho" in printed
 

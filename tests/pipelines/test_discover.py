@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.discover import discover_paths, discover_run, hash_weights, parse_step
-from pipelines.errors import LdwError
+from ldw.errors import LdwError
+from ldw.ingest.discover import discover_paths, discover_run, hash_weights, parse_step
 
 
 @pytest.mark.parametrize(

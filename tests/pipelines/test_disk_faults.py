@@ -16,7 +16,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.sweep import run_sweep
+from ldw.sweep.run import run_sweep
+from ldw.warehouse import Warehouse
 from tests.pipelines.warehouse_compare import (
     SWEEP_ARGS,
     assert_doctor_sound,
@@ -24,7 +25,6 @@ from tests.pipelines.warehouse_compare import (
     copy_warehouse,
     run_ldw,
 )
-from warehouse import Warehouse
 
 # Room beyond the unswept warehouse for the catalog's growth and a couple of 12 KB surprisal files, not 14.
 ROOM_FOR_A_FEW_KB = 900
@@ -41,8 +41,12 @@ class Tmpfs:
     def mount(self, size_kb: int) -> None:
         """Mount a tmpfs of ``size_kb`` KiB; skip the test when this machine does not allow it."""
         self.path.mkdir(exist_ok=True)
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(self.path)],
-                              capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(self.path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if done.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here (needs root in a privileged container): {done.stderr.strip()}")
         self.mounted = True
@@ -99,8 +103,11 @@ def _one_line_error(proc: subprocess.CompletedProcess) -> str:
 
 
 def _digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_full_disk_stops_the_sweep_cleanly_and_it_resumes(_ingested: Path, reference: Path, disk: Tmpfs) -> None:
@@ -117,8 +124,9 @@ def test_full_disk_stops_the_sweep_cleanly_and_it_resumes(_ingested: Path, refer
         expected = pq.read_table(want.surprisal_path(run_id, step))["surprisal_bits"].to_numpy()
         assert np.array_equal(got.view(np.uint32), expected.view(np.uint32))
     written = sorted(str(p) for p in (path / "parquet" / "surprisal").rglob("*") if p.is_file())
-    assert written == sorted(wh.store.path(f) for f in done["surprisal_file"]), \
+    assert written == sorted(wh.store.path(f) for f in done["surprisal_file"]), (
         "partial, temporary or uncataloged files left"
+    )
     assert_doctor_sound(path)
 
     disk.remount(f"size={_size_kb(_ingested) + ROOM_FOR_ALL_KB}k")

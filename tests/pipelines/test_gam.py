@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from pygam import LinearGAM, s
 
-from pipelines.errors import LdwError
-from pipelines.gam import DEFAULT_LAMS, RIDGE, build_smoother, difference_penalty, evaluate, fit_curves, gcv_scores
+from ldw.curves.gam import DEFAULT_LAMS, RIDGE, build_smoother, difference_penalty, evaluate, fit_curves, gcv_scores
+from ldw.errors import LdwError
 
 CHANCE = float(np.log2(50_000))
 
@@ -71,7 +71,7 @@ def test_basis_and_penalty_match_pygam(sample):
     np.testing.assert_allclose(smoother.basis, gam._modelmat(x[:, None]).toarray(), atol=1e-12)
     penalty = gam._P().toarray() / gam.lam[0][0]
     np.testing.assert_allclose(penalty[:25, :25], difference_penalty(25), atol=1e-12)
-    assert penalty[25, 25] == 0.0 and RIDGE == pytest.approx(np.sqrt(np.finfo(float).eps))
+    assert penalty[25, 25] == 0.0 and pytest.approx(np.sqrt(np.finfo(float).eps)) == RIDGE
 
 
 def test_gcv_scores_and_fitted_values_match_pygam(sample, references):

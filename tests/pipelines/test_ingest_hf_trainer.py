@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, Trainer, TrainingArguments
 
-from pipelines.ingest import ingest_paths
-from warehouse import Warehouse
+from ldw.ingest.register import ingest_paths
+from ldw.warehouse import Warehouse
 
 
 class _RandomTokens(torch.utils.data.Dataset):
@@ -24,12 +24,25 @@ class _RandomTokens(torch.utils.data.Dataset):
 
 def test_hf_trainer_run_is_found_with_its_log(tiny_runs: list[Path], tmp_path: Path) -> None:
     tokenizer_dir = tiny_runs[0] / "tokenizer"
-    config = GPTNeoXConfig(vocab_size=320, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           intermediate_size=64, max_position_embeddings=64)
+    config = GPTNeoXConfig(
+        vocab_size=320,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     out = tmp_path / "hf_run"
     args = TrainingArguments(
-        output_dir=str(out), max_steps=6, save_steps=2, logging_steps=1, per_device_train_batch_size=4,
-        report_to=[], use_cpu=True, disable_tqdm=True, seed=0,
+        output_dir=str(out),
+        max_steps=6,
+        save_steps=2,
+        logging_steps=1,
+        per_device_train_batch_size=4,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
     )
     Trainer(model=GPTNeoXForCausalLM(config), args=args, train_dataset=_RandomTokens(320, 32, 16)).train()
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]

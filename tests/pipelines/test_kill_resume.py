@@ -1,7 +1,7 @@
 """A real ``ldw`` process SIGKILLed at exact points of a sweep, metrics and ingest, then resumed.
 
 Each case runs the CLI in a subprocess with ``LDW_FAILPOINT=NAME:N`` (see
-:mod:`warehouse.failpoints`), checks it died by SIGKILL, reruns the same work
+:mod:`ldw.warehouse.failpoints`), checks it died by SIGKILL, reruns the same work
 without the failpoint and compares the warehouse with an uninterrupted run:
 catalog rows, Parquet contents (surprisal bitwise), the files on disk (no
 stray temporary or version folders) and ``ldw doctor``. Kill points are picked
@@ -18,17 +18,17 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.ingest import ingest_paths
-from pipelines.metrics import compute_metrics
-from pipelines.sweep import run_sweep
+from ldw.curves.store import compute_metrics
+from ldw.ingest.register import ingest_paths
+from ldw.sweep.run import run_sweep
+from ldw.warehouse import Warehouse
+from ldw.warehouse.failpoints import FAILPOINT_ENV, TRACE_ENV
 from tests.pipelines.warehouse_compare import (
     SWEEP_ARGS,
     assert_same_warehouse,
     copy_warehouse,
     run_ldw,
 )
-from warehouse import Warehouse
-from warehouse.failpoints import FAILPOINT_ENV, TRACE_ENV
 
 CHUNK_TOKENS = 400  # several metric chunks (parts) on the tiny evaluation set
 

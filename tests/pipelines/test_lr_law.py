@@ -9,10 +9,10 @@ import polars as pl
 import pytest
 from scipy.optimize import least_squares
 
-from pipelines.errors import LdwError
-from pipelines.lr_law import HUBER_DELTA, LawParams, LossCurve, effective_lrs, fit_law, law_areas, predict_loss
-from pipelines.lr_law_warehouse import fit_schedule_in_warehouse
-from pipelines.lr_schedules import (
+from ldw.dynamics.lr_law import HUBER_DELTA, LawParams, LossCurve, effective_lrs, fit_law, law_areas, predict_loss
+from ldw.dynamics.lr_law_store import fit_schedule_in_warehouse
+from ldw.errors import LdwError
+from ldw.train.lr_schedules import (
     constant_schedule,
     cosine_schedule,
     generate,
@@ -21,7 +21,7 @@ from pipelines.lr_schedules import (
     sequence_schedule,
     wsd_schedule,
 )
-from warehouse import Warehouse
+from ldw.warehouse import Warehouse
 
 TRUE = LawParams(L0=2.0, A=1.2, alpha=0.45, C=0.6)
 T, PEAK, WARMUP = 3000, 3e-3, 50
@@ -70,8 +70,10 @@ def test_schedules() -> None:
 
 
 def test_recovers_known_parameters() -> None:
-    curves = [_synthetic("constant", constant_schedule(T, PEAK, WARMUP), 0),
-              _synthetic("wsd", wsd_schedule(T, PEAK, WARMUP, decay_fraction=0.2), 1)]
+    curves = [
+        _synthetic("constant", constant_schedule(T, PEAK, WARMUP), 0),
+        _synthetic("wsd", wsd_schedule(T, PEAK, WARMUP, decay_fraction=0.2), 1),
+    ]
     fit = fit_law(curves)
     # 0.2% multiplicative noise on 5,700 points: each parameter within 2%
     np.testing.assert_allclose(fit.params.as_array(), TRUE.as_array(), rtol=0.02)
@@ -79,8 +81,10 @@ def test_recovers_known_parameters() -> None:
 
 
 def test_predicts_cosine_after_fitting_constant_and_wsd() -> None:
-    curves = [_synthetic("constant", constant_schedule(T, PEAK, WARMUP), 0),
-              _synthetic("wsd", wsd_schedule(T, PEAK, WARMUP, decay_fraction=0.2), 1)]
+    curves = [
+        _synthetic("constant", constant_schedule(T, PEAK, WARMUP), 0),
+        _synthetic("wsd", wsd_schedule(T, PEAK, WARMUP, decay_fraction=0.2), 1),
+    ]
     fit = fit_law(curves)
     cosine = cosine_schedule(T, PEAK, WARMUP)
     predicted = predict_loss(fit.params, cosine)[WARMUP:]
@@ -90,8 +94,10 @@ def test_predicts_cosine_after_fitting_constant_and_wsd() -> None:
 
 def test_fit_agrees_with_scipy_least_squares_huber() -> None:
     """scipy's least_squares with loss='huber', f_scale=delta minimises the same Huber sum another way."""
-    curves = [_synthetic("constant", constant_schedule(1000, PEAK, 20), 2, noise=0.01),
-              _synthetic("cosine", cosine_schedule(1000, PEAK, 20), 3, noise=0.01)]
+    curves = [
+        _synthetic("constant", constant_schedule(1000, PEAK, 20), 2, noise=0.01),
+        _synthetic("cosine", cosine_schedule(1000, PEAK, 20), 3, noise=0.01),
+    ]
     fit = fit_law(curves)
     start = int(np.ceil(0.05 * 1000))
     data = []
@@ -105,8 +111,17 @@ def test_fit_agrees_with_scipy_least_squares_huber() -> None:
     def residuals(x: np.ndarray) -> np.ndarray:
         return np.concatenate([np.log(x[0] + x[1] * s1 ** -x[2] - x[3] * s2) - log_y for s1, s2, log_y in data])
 
-    ref = least_squares(residuals, TRUE.as_array(), loss="huber", f_scale=HUBER_DELTA, bounds=(0.0, np.inf),
-                        xtol=1e-14, ftol=1e-14, gtol=1e-14, max_nfev=20_000)
+    ref = least_squares(
+        residuals,
+        TRUE.as_array(),
+        loss="huber",
+        f_scale=HUBER_DELTA,
+        bounds=(0.0, np.inf),
+        xtol=1e-14,
+        ftol=1e-14,
+        gtol=1e-14,
+        max_nfev=20_000,
+    )
     ref_objective = ref.cost / n / HUBER_DELTA**2  # cost = sum of Huber(r); ours = sum / n / delta^2
     assert fit.objective <= ref_objective * (1 + 1e-6)
     np.testing.assert_allclose(fit.params.as_array(), ref.x, rtol=1e-3)
@@ -114,10 +129,12 @@ def test_fit_agrees_with_scipy_least_squares_huber() -> None:
 
 def _write_run(wh: Warehouse, run_id: str, curve: LossCurve, every: int = 1) -> None:
     steps = curve.steps[::every]
-    frame = pl.concat([
-        pl.DataFrame({"step": steps, "name": "loss", "value": curve.loss[::every]}),
-        pl.DataFrame({"step": np.arange(1, len(curve.lrs)), "name": "lr", "value": curve.lrs[1:]}),
-    ])
+    frame = pl.concat(
+        [
+            pl.DataFrame({"step": steps, "name": "loss", "value": curve.loss[::every]}),
+            pl.DataFrame({"step": np.arange(1, len(curve.lrs)), "name": "lr", "value": curve.lrs[1:]}),
+        ]
+    )
     wh.write_traces(run_id, frame)
 
 
@@ -131,10 +148,17 @@ def test_fit_schedule_in_warehouse(tmp_path: Path) -> None:
     lr_file.write_text("\n".join(str(v) for v in multistep_schedule(T, PEAK, WARMUP)))
     cos_log = tmp_path / "cos_log.jsonl"
     cos = _synthetic("cos", cosine, 2)
-    cos_log.write_text("".join(f'{{"step": {s}, "loss": {v}, "learning_rate": {cosine[s]}}}\n'
-                               for s, v in zip(cos.steps, cos.loss)))
-    result = fit_schedule_in_warehouse(tmp_path / "wh", ["const", "wsd"],
-                                       predict=["run:cos", "cosine", "wsd:decay_fraction=0.1", str(lr_file), str(cos_log)])
+    cos_log.write_text(
+        "".join(
+            f'{{"step": {s}, "loss": {v}, "learning_rate": {cosine[s]}}}\n'
+            for s, v in zip(cos.steps, cos.loss, strict=True)
+        )
+    )
+    result = fit_schedule_in_warehouse(
+        tmp_path / "wh",
+        ["const", "wsd"],
+        predict=["run:cos", "cosine", "wsd:decay_fraction=0.1", str(lr_file), str(cos_log)],
+    )
     errors = {row["schedule"]: row for row in result.errors.iter_rows(named=True)}
     assert set(errors) == {"const", "wsd", "cos", "cos_log.jsonl"}
     assert errors["cos_log.jsonl"]["mape_pct"] == pytest.approx(errors["cos"]["mape_pct"])
@@ -144,8 +168,15 @@ def test_fit_schedule_in_warehouse(tmp_path: Path) -> None:
     assert fit_row["alpha"][0] == pytest.approx(TRUE.alpha, rel=0.05)
     curves = wh.query("SELECT * FROM lr_law_curves")
     kinds = dict(curves.group_by("schedule").agg(pl.col("kind").first()).iter_rows())
-    assert kinds == {"const": "fit", "wsd": "fit", "cos": "predict", "cosine": "predict",
-                     "wsd:decay_fraction=0.1": "predict", "schedule.txt": "predict", "cos_log.jsonl": "predict"}
+    assert kinds == {
+        "const": "fit",
+        "wsd": "fit",
+        "cos": "predict",
+        "cosine": "predict",
+        "wsd:decay_fraction=0.1": "predict",
+        "schedule.txt": "predict",
+        "cos_log.jsonl": "predict",
+    }
     generated = curves.filter(pl.col("schedule") == "cosine").sort("step")
     assert generated["observed_loss"].null_count() == generated.height and generated.height == 2000
     # the generated cosine uses the first fitted run's length, peak and warmup: the same as the 'cos' run

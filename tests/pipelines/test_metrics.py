@@ -10,12 +10,12 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from pipelines.aoa import chance_bits
-from pipelines.curve_metrics import run_metrics
-from pipelines.errors import LdwError
-from pipelines.metrics import compute_metrics
+from ldw.curves.aoa import chance_bits
+from ldw.curves.metrics import run_metrics
+from ldw.curves.store import compute_metrics
+from ldw.errors import LdwError
+from ldw.warehouse import CheckpointRecord, RunRecord, Warehouse
 from tests.pipelines.test_gam import chang_steps, synthetic_curves
-from warehouse import CheckpointRecord, RunRecord, Warehouse
 
 VOCAB = 320
 N_TOKENS = 300
@@ -31,17 +31,28 @@ def build_warehouse(root: Path, runs: dict[str, np.ndarray], n_tokens: int = N_T
     pos = np.tile(np.arange(1, seq_len), n_seq)
     wh.write_eval_set(
         pa.table({"seq_id": np.arange(n_seq), "input_ids": list(ids)}),
-        pa.table({"token_idx": np.arange(len(seq)), "seq_id": seq, "position": pos.astype(np.int32),
-                  "token_id": ids[seq, pos], "token_text": [str(t) for t in ids[seq, pos]],
-                  "context_len": pos.astype(np.int32)}),
-        {"seq_len": seq_len}, "fp", VOCAB,
+        pa.table(
+            {
+                "token_idx": np.arange(len(seq)),
+                "seq_id": seq,
+                "position": pos.astype(np.int32),
+                "token_id": ids[seq, pos],
+                "token_text": [str(t) for t in ids[seq, pos]],
+                "context_len": pos.astype(np.int32),
+            }
+        ),
+        {"seq_len": seq_len},
+        "fp",
+        VOCAB,
     )
     matrices = {}
     for seed, (run_id, steps) in enumerate(runs.items()):
-        wh.upsert_run(RunRecord(run_id, run_id, seed, f"/runs/{run_id}", "step_folders", "gpt_neox", {}, None,
-                                "fp", None, {}))
-        wh.upsert_checkpoints(run_id, [CheckpointRecord(int(s), None, f"/runs/{run_id}/step{s}", f"h{s}", None)
-                                       for s in steps])
+        wh.upsert_run(
+            RunRecord(run_id, run_id, seed, f"/runs/{run_id}", "step_folders", "gpt_neox", {}, None, "fp", None, {})
+        )
+        wh.upsert_checkpoints(
+            run_id, [CheckpointRecord(int(s), None, f"/runs/{run_id}/step{s}", f"h{s}", None) for s in steps]
+        )
         matrices[run_id] = synthetic_curves(steps, len(seq), seed=seed)
         for col, step in enumerate(steps):
             wh.write_surprisal(run_id, int(step), matrices[run_id][:, col], "sweep-test")
@@ -125,6 +136,9 @@ def test_token_major_raw_curves_equal_the_surprisal_view(computed):
     for token in (0, 127, 128, N_TOKENS - 1):
         part = f"{wh.derived_location('token_curves_raw')}/chunk-{token // 128:06d}.parquet"
         raw = pl.read_parquet(part).filter(pl.col("token_idx") == token).with_columns(pl.col("run_id").cast(pl.String))
-        view = wh.query("SELECT run_id, step, token_idx, surprisal_bits FROM surprisal "
-                        "WHERE token_idx = ? AND run_id <> 'stub' ORDER BY run_id, step", [token])
+        view = wh.query(
+            "SELECT run_id, step, token_idx, surprisal_bits FROM surprisal "
+            "WHERE token_idx = ? AND run_id <> 'stub' ORDER BY run_id, step",
+            [token],
+        )
         assert raw.select(view.columns).equals(view)

@@ -11,20 +11,20 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from pipelines.bpe import train_bpe_tokenizer
-from pipelines.corpus import load_documents
-from pipelines.errors import LdwError
-from pipelines.ngram_counts import NgramCounter, count_ngrams
-from pipelines.ngram_features import ngram_features
-from pipelines.ngram_stats import compute_ngram_stats
-from probe.tokenizing import load_tokenizer
-from warehouse import Warehouse
+from ldw.corpus import load_documents
+from ldw.errors import LdwError
+from ldw.ngrams.counts import NgramCounter, count_ngrams
+from ldw.ngrams.features import ngram_features
+from ldw.ngrams.store import compute_ngram_stats
+from ldw.probe.tokenizing import load_tokenizer
+from ldw.train.bpe import train_bpe_tokenizer
+from ldw.warehouse import Warehouse
 
 
 def brute_counts(sequences: list[np.ndarray], max_n: int) -> dict[int, Counter]:
     """Counter of every k-gram inside each sequence, k = 1..max_n."""
     return {
-        k: Counter(tuple(int(t) for t in s[i:i + k]) for s in sequences for i in range(len(s) - k + 1))
+        k: Counter(tuple(int(t) for t in s[i : i + k]) for s in sequences for i in range(len(s) - k + 1))
         for k in range(1, max_n + 1)
     }
 
@@ -42,7 +42,7 @@ def test_counts_equal_brute_force_for_every_order(vocab_size: int, scale: int) -
     assert counts.n_tokens == sum(len(s) for s in corpus)
     for k in range(1, 6):
         grams, values = counts.ngram_table(k)
-        assert {tuple(int(t) for t in g): int(v) for g, v in zip(grams, values)} == dict(expected[k])
+        assert {tuple(int(t) for t in g): int(v) for g, v in zip(grams, values, strict=True)} == dict(expected[k])
         assert counts.distinct(k) == len(expected[k])
 
 
@@ -82,10 +82,10 @@ def test_context_counts_are_sums_over_following_tokens() -> None:
     gram, context = counts.position_counts(query, np.array([len(query)]))
     for i in range(len(query)):
         for k in range(1, min(i + 1, 4) + 1):
-            prefix = tuple(int(t) for t in query[i - k + 1:i])
+            prefix = tuple(int(t) for t in query[i - k + 1 : i])
             followed = sum(c for g, c in expected[k].items() if g[:-1] == prefix)
             assert context[k - 1, i] == followed
-            assert gram[k - 1, i] == expected[k][tuple(int(t) for t in query[i - k + 1:i + 1])]
+            assert gram[k - 1, i] == expected[k][tuple(int(t) for t in query[i - k + 1 : i + 1])]
 
 
 BACKOFF_CORPUS = [
@@ -128,12 +128,12 @@ def brute_features(corpus: list[np.ndarray], sequences: list[np.ndarray], seq_id
         return grams[1][(t,)] / total if grams[1][(t,)] else floor
 
     out = {"log2_unigram_freq": [], "ngram_surprisal": [], "context_logprob": [], "log2_context_length": []}
-    for s, p in zip(seq_id, position):
+    for s, p in zip(seq_id, position, strict=True):
         seq = [int(t) for t in sequences[s]]
         target = seq[p]
         surprisal = -math.log2(unigram_p(target))
         for k in range(min(p + 1, max_n), 0, -1):
-            context = tuple(seq[p - k + 1:p])
+            context = tuple(seq[p - k + 1 : p])
             c = grams[k][context + (target,)]
             if c:
                 followed = sum(v for g, v in grams[k].items() if g[:-1] == context)
@@ -189,8 +189,10 @@ def test_compute_ngram_stats_writes_one_row_per_eval_token(ingested_warehouse: P
     params = wh.derived_params("ngram_stats")
     assert params["corpus"] == str(corpus) and params["max_n"] == 5
     tokenizer = load_tokenizer(Path(wh.eval_config()["tokenizer_path"]))
-    docs = [tokenizer(d, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-            for d in load_documents(str(corpus))]
+    docs = [
+        tokenizer(d, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        for d in load_documents(str(corpus))
+    ]
     assert params["n_tokens_counted"] == summary["n_tokens_counted"] == sum(len(d) for d in docs)
     unigrams = Counter(t for d in docs for t in d)
     expected = [unigrams[int(t)] for t in tokens["token_id"]]

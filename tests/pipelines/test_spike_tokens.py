@@ -9,10 +9,10 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from pipelines.errors import LdwError
-from pipelines.spike_tokens import bracketing_checkpoints, spike_tokens_in_warehouse, top_risers
-from pipelines.spikes import detect_spikes_in_warehouse
-from warehouse import CheckpointRecord, RunRecord, Warehouse
+from ldw.dynamics.spike_tokens import bracketing_checkpoints, top_risers
+from ldw.dynamics.spikes_store import detect_spikes_in_warehouse, spike_tokens_in_warehouse
+from ldw.errors import LdwError
+from ldw.warehouse import CheckpointRecord, RunRecord, Warehouse
 
 N_SEQ, SEQ_LEN = 4, 16
 N_TOKENS = N_SEQ * (SEQ_LEN - 1)
@@ -20,9 +20,19 @@ CHECKPOINTS = (0, 100, 200, 300, 400)
 
 
 def _run(run_id: str) -> RunRecord:
-    return RunRecord(run_id=run_id, name=run_id, seed=0, source=f"/runs/{run_id}", source_kind="ldw_trainer",
-                     arch="gpt_neox", model_config={}, tokenizer_path=None, tokenizer_fingerprint="fp",
-                     tokens_per_step=64, metadata={})
+    return RunRecord(
+        run_id=run_id,
+        name=run_id,
+        seed=0,
+        source=f"/runs/{run_id}",
+        source_kind="ldw_trainer",
+        arch="gpt_neox",
+        model_config={},
+        tokenizer_path=None,
+        tokenizer_fingerprint="fp",
+        tokens_per_step=64,
+        metadata={},
+    )
 
 
 def _build(root: Path) -> tuple[Warehouse, dict[int, np.ndarray]]:
@@ -32,14 +42,21 @@ def _build(root: Path) -> tuple[Warehouse, dict[int, np.ndarray]]:
     sequences = pa.table({"seq_id": np.arange(N_SEQ), "input_ids": [row.tolist() for row in ids]})
     seq_id = np.repeat(np.arange(N_SEQ), SEQ_LEN - 1)
     position = np.tile(np.arange(1, SEQ_LEN), N_SEQ).astype(np.int32)
-    tokens = pa.table({
-        "token_idx": np.arange(N_TOKENS), "seq_id": seq_id, "position": position,
-        "token_id": ids[seq_id, position], "token_text": [f"t{i}" for i in ids[seq_id, position]],
-        "context_len": position,
-    })
+    tokens = pa.table(
+        {
+            "token_idx": np.arange(N_TOKENS),
+            "seq_id": seq_id,
+            "position": position,
+            "token_id": ids[seq_id, position],
+            "token_text": [f"t{i}" for i in ids[seq_id, position]],
+            "context_len": position,
+        }
+    )
     wh.write_eval_set(sequences, tokens, {"n_sequences": N_SEQ}, "fp", 50)
     wh.upsert_run(_run("run-a"))
-    wh.upsert_checkpoints("run-a", [CheckpointRecord(s, 64 * s, f"/runs/run-a/step{s}", f"h{s}", None) for s in CHECKPOINTS])
+    wh.upsert_checkpoints(
+        "run-a", [CheckpointRecord(s, 64 * s, f"/runs/run-a/step{s}", f"h{s}", None) for s in CHECKPOINTS]
+    )
     values = {}
     for step in CHECKPOINTS:
         values[step] = (8.0 - step / 100 + rng.normal(0, 0.1, N_TOKENS)).astype(np.float32)
@@ -47,7 +64,7 @@ def _build(root: Path) -> tuple[Warehouse, dict[int, np.ndarray]]:
     for step, vals in values.items():
         wh.write_surprisal("run-a", step, vals, "sweep-1")
     steps = np.arange(1, 451)
-    loss = 2.0 + 3.0 * steps ** -0.3 + np.random.default_rng(1).normal(0, 0.01, len(steps))
+    loss = 2.0 + 3.0 * steps**-0.3 + np.random.default_rng(1).normal(0, 0.01, len(steps))
     loss[249:252] += 1.0  # steps 250-252 -> bracketed by 200 and 300
     loss[119] += 1.0  # step 120 -> 100 and 200
     loss[409] += 1.0  # step 410 -> after the last checkpoint: skipped
@@ -63,7 +80,8 @@ def test_spike_tokens_in_warehouse(tmp_path: Path) -> None:
     spikes = wh.query("SELECT spike_id, step_start FROM spikes ORDER BY spike_id")
     assert spikes["step_start"].to_list() == [120, 250, 410]
     assert table.select("spike_id", "step_before", "step_after").unique().sort("spike_id").rows() == [
-        (0, 100, 200), (1, 200, 300),
+        (0, 100, 200),
+        (1, 200, 300),
     ]
     second = table.filter(pl.col("spike_id") == 1)
     assert second.height == 10 and second["rank"].to_list() == list(range(1, 11))

@@ -10,15 +10,16 @@ import pytest
 import torch
 from scipy.stats import median_abs_deviation
 
-from pipelines.errors import LdwError
-from pipelines.spikes import SpikeParams, detect_spikes, detect_spikes_in_warehouse, robust_baseline
-from warehouse import Warehouse
+from ldw.dynamics.spikes import SpikeParams, detect_spikes, robust_baseline
+from ldw.dynamics.spikes_store import detect_spikes_in_warehouse
+from ldw.errors import LdwError
+from ldw.warehouse import Warehouse
 
 
 def _smooth_decay(n: int, seed: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
     steps = np.arange(1, n + 1)
     rng = np.random.default_rng(seed)
-    return steps, 2.0 + 3.0 * steps ** -0.3 + rng.normal(0.0, noise, n)
+    return steps, 2.0 + 3.0 * steps**-0.3 + rng.normal(0.0, noise, n)
 
 
 def test_baseline_matches_a_direct_loop_with_scipy_mad() -> None:
@@ -26,7 +27,7 @@ def test_baseline_matches_a_direct_loop_with_scipy_mad() -> None:
     params = SpikeParams(window=40, min_history=7)
     baseline, scale = robust_baseline(values, params)
     for i in range(len(values)):
-        window = values[max(0, i - 40):i]
+        window = values[max(0, i - 40) : i]
         if len(window) < 7:
             assert np.isnan(baseline[i])
             continue
@@ -82,13 +83,20 @@ def _train_with_lr_jump(steps: int = 150, jump_at: int = 101) -> tuple[np.ndarra
     One thread: tiny matmuls only lose time to thread hand-offs on a busy machine.
     """
     from pydoc_data.topics import topics
+
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
     torch.manual_seed(0)
     text = "".join(topics[key] for key in sorted(topics)).encode()[:400_000]
     data = torch.tensor(list(text), dtype=torch.long)
-    config = GPTNeoXConfig(vocab_size=256, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=64, max_position_embeddings=32)
+    config = GPTNeoXConfig(
+        vocab_size=256,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+    )
     model = GPTNeoXForCausalLM(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3, betas=(0.9, 0.95))
     generator = torch.Generator().manual_seed(0)
@@ -102,8 +110,16 @@ def _train_with_lr_jump(steps: int = 150, jump_at: int = 101) -> tuple[np.ndarra
     return np.array(losses), np.array(grad_norms)
 
 
-def _steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, data: torch.Tensor, generator: torch.Generator,
-           steps: int, jump_at: int, losses: list[float], grad_norms: list[float]) -> None:
+def _steps(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: torch.Tensor,
+    generator: torch.Generator,
+    steps: int,
+    jump_at: int,
+    losses: list[float],
+    grad_norms: list[float],
+) -> None:
     for step in range(1, steps + 1):
         if step == jump_at:
             for group in optimizer.param_groups:
@@ -137,18 +153,22 @@ def test_detect_spikes_in_warehouse(tmp_path: Path) -> None:
     loss[200] += 1.0
     grad = np.full(400, 1.0) + np.random.default_rng(2).normal(0, 0.01, 400)
     grad[100:102] += 5.0
-    frame = pl.concat([
-        pl.DataFrame({"step": steps, "name": "loss", "value": loss}),
-        pl.DataFrame({"step": steps, "name": "grad_norm", "value": grad}),
-        pl.DataFrame({"step": steps, "name": "lr", "value": np.where(steps == 50, 9.0, 1.0)}),
-    ])
+    frame = pl.concat(
+        [
+            pl.DataFrame({"step": steps, "name": "loss", "value": loss}),
+            pl.DataFrame({"step": steps, "name": "grad_norm", "value": grad}),
+            pl.DataFrame({"step": steps, "name": "lr", "value": np.where(steps == 50, 9.0, 1.0)}),
+        ]
+    )
     wh.write_traces("run-a", frame)
     wh.write_traces("run-b", frame.filter(pl.col("name") == "loss"))
     n = detect_spikes_in_warehouse(tmp_path / "wh", params=SpikeParams(k=5.0))
     table = wh.query("SELECT * FROM spikes ORDER BY run_id, trace, spike_id")
     assert n == table.height == 3
     assert table.select("run_id", "trace", "step_start", "step_end").rows() == [
-        ("run-a", "grad_norm", 101, 103), ("run-a", "loss", 201, 202), ("run-b", "loss", 201, 202),
+        ("run-a", "grad_norm", 101, 103),
+        ("run-a", "loss", 201, 202),
+        ("run-b", "loss", 201, 202),
     ]
     params = wh.derived_params("spikes")
     assert params["k"] == 5.0 and params["names"] == ["loss", "grad_norm"]

@@ -13,14 +13,14 @@ from scipy.special import logsumexp
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-from pipelines.corpus import builtin_documents
-from pipelines.lr_schedules import generate, parse_schedule_spec
-from pipelines.stability import AttentionLogitMonitor, apply_small_init, small_init_std
-from pipelines.step_bound import StepBound, power_sigma1
-from pipelines.train import _train_loop, token_stream, train_run
-from pipelines.train_config import TrainConfig, TrainConfigError, build_model_config, learning_rate, lr_sequence
-from pipelines.train_knobs import TrainingKnobs
-from probe.loading import load_causal_lm
+from ldw.corpus import builtin_documents
+from ldw.probe.loading import load_causal_lm
+from ldw.train.config import TrainConfig, TrainConfigError, build_model_config, learning_rate, lr_sequence
+from ldw.train.knobs import TrainingKnobs
+from ldw.train.lr_schedules import generate, parse_schedule_spec
+from ldw.train.stability import AttentionLogitMonitor, apply_small_init, small_init_std
+from ldw.train.step_bound import StepBound, power_sigma1
+from ldw.train.trainer import _train_loop, token_stream, train_run
 
 TINY = dict(steps=3, save_every=3, batch_size=2, seq_len=16, vocab_size=320, warmup_steps=0, device="cpu")
 
@@ -36,8 +36,11 @@ def _log(run_dir: Path) -> list[dict]:
 
 # --- learning-rate schedules -------------------------------------------------------------------
 
+
 def test_schedules_give_the_expected_sequences():
-    lrs = lambda **kw: lr_sequence(TrainConfig(steps=10, lr=1.0, **kw))[1:]  # noqa: E731
+    def lrs(**kw: object) -> list[float]:
+        return lr_sequence(TrainConfig(steps=10, lr=1.0, **kw))[1:]
+
     assert lrs(schedule="constant", warmup_steps=0) == pytest.approx([1.0] * 10)
     assert lrs(schedule="constant", warmup_steps=4) == pytest.approx([0.25, 0.5, 0.75] + [1.0] * 7)
     # wsd: last 20% (steps 8..10) linear from 1 to min_lr_ratio 0.1 over progress (s - 8) / 2
@@ -47,7 +50,8 @@ def test_schedules_give_the_expected_sequences():
     spec = parse_schedule_spec("wsd:shape=sqrt,min_ratio=0.1")  # the LR-law side reads the same shape
     assert generate(spec, 10, 1.0, 0)[1:] == pytest.approx(sqrt_decay)
     assert lrs(schedule="wsd", decay_fraction=0.5, min_lr_ratio=0.0, warmup_steps=0) == pytest.approx(
-        [1.0] * 5 + [0.8, 0.6, 0.4, 0.2, 0.0])
+        [1.0] * 5 + [0.8, 0.6, 0.4, 0.2, 0.0]
+    )
     multistep = lrs(schedule="multistep", warmup_steps=0, lr_milestones=(0.5, 0.8), lr_gamma=0.1)
     assert multistep == pytest.approx([1.0] * 4 + [0.1] * 3 + [0.01] * 3)
     cosine = [0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * s / 10)) for s in range(1, 11)]
@@ -58,9 +62,18 @@ def test_schedules_give_the_expected_sequences():
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("schedule", "linear"), ("decay_shape", "cubic"), ("lr_milestones", (0.9, 0.5)), ("min_lr_ratio", 2.0),
-     ("step_bound_tau", -1.0), ("z_loss", -0.1), ("est_stages", ((0.5, 0.5, 0.5),)),
-     ("est_stages", ((0.7, 1, 1, 1), (0.7, 1, 1, 1))), ("est_stages", ((0.5, 0.0, 1, 1),)), ("qk_layernorm", True)],
+    [
+        ("schedule", "linear"),
+        ("decay_shape", "cubic"),
+        ("lr_milestones", (0.9, 0.5)),
+        ("min_lr_ratio", 2.0),
+        ("step_bound_tau", -1.0),
+        ("z_loss", -0.1),
+        ("est_stages", ((0.5, 0.5, 0.5),)),
+        ("est_stages", ((0.7, 1, 1, 1), (0.7, 1, 1, 1))),
+        ("est_stages", ((0.5, 0.0, 1, 1),)),
+        ("qk_layernorm", True),
+    ],
 )
 def test_config_rejects_bad_stability_values(field, value):
     with pytest.raises(TrainConfigError, match=field):
@@ -74,9 +87,29 @@ def test_defaults_are_off_and_old_run_files_still_match(tiny_runs, tmp_path):
     assert {"est_stages", "z_loss", "step_bound_tau", "qk_layernorm"} <= set(run["train_config"])
     assert all(set(row) == {"step", "loss", "grad_norm", "lr", "tokens_seen"} for row in _log(tiny_runs[0]))
     config = TrainConfig(**run["train_config"])
-    old = {key: value for key, value in run["train_config"].items() if key in
-           ("corpus", "seed", "size", "arch", "steps", "batch_size", "seq_len", "lr", "warmup_steps", "save_every",
-            "eval_fraction", "tokenizer", "vocab_size", "device", "weight_decay", "grad_clip")}
+    old = {
+        key: value
+        for key, value in run["train_config"].items()
+        if key
+        in (
+            "corpus",
+            "seed",
+            "size",
+            "arch",
+            "steps",
+            "batch_size",
+            "seq_len",
+            "lr",
+            "warmup_steps",
+            "save_every",
+            "eval_fraction",
+            "tokenizer",
+            "vocab_size",
+            "device",
+            "weight_decay",
+            "grad_clip",
+        )
+    }
     (tmp_path / "run.json").write_text(json.dumps({"train_config": old, "complete": True}))
     assert train_run(config, tmp_path, progress=False) == tmp_path  # reused: missing fields count as defaults
     with pytest.raises(TrainConfigError, match=r"differs in: z_loss"):
@@ -84,6 +117,7 @@ def test_defaults_are_off_and_old_run_files_still_match(tiny_runs, tmp_path):
 
 
 # --- Takase et al. -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("arch", ["gpt_neox", "llama"])
 def test_small_init_matches_takase_stds(arch):
@@ -109,8 +143,15 @@ def test_small_init_matches_takase_stds(arch):
 
 
 def test_embedding_knobs_fold_into_a_plain_checkpoint(tiny_runs, tmp_path):
-    config = TrainConfig(**{**TINY, "scaled_embed": True, "embed_layernorm": True, "small_init": True,
-                            "tokenizer": str(tiny_runs[0] / "tokenizer")})
+    config = TrainConfig(
+        **{
+            **TINY,
+            "scaled_embed": True,
+            "embed_layernorm": True,
+            "small_init": True,
+            "tokenizer": str(tiny_runs[0] / "tokenizer"),
+        }
+    )
     out = train_run(config, tmp_path / "run", progress=False)
     start = AutoModelForCausalLM.from_pretrained(out / "step0").get_input_embeddings().weight.detach()
     rows = start.double()
@@ -155,15 +196,20 @@ def test_checkpoints_reload_with_the_training_forward(tiny_runs, tmp_path, knobs
     assert torch.allclose(trained, reloaded, atol=1e-5, rtol=0) and torch.allclose(trained, swept, atol=1e-5, rtol=0)
     assert not torch.equal(trained, AutoModelForCausalLM.from_pretrained(tmp_path / "step0")(input_ids=ids).logits)
     assert json.loads((tmp_path / "step3" / "config.json").read_text())["model_type"] == (
-        "qwen3" if config.qk_layernorm else model.config.model_type)
-    extra = {"z_loss": {"z_loss"}, "log_signals": {"max_attn_logit", "logit_lse_mean"},
-             "step_bound_tau": {"step_bound_clipped", "step_bound_min_scale", "step_bound_max_ratio"},
-             "est_stages": {"est_stage", "est_flops"}}
+        "qwen3" if config.qk_layernorm else model.config.model_type
+    )
+    extra = {
+        "z_loss": {"z_loss"},
+        "log_signals": {"max_attn_logit", "logit_lse_mean"},
+        "step_bound_tau": {"step_bound_clipped", "step_bound_min_scale", "step_bound_max_ratio"},
+        "est_stages": {"est_stage", "est_flops"},
+    }
     expected = {"step", "loss", "grad_norm", "lr", "tokens_seen"}.union(*(extra.get(k, set()) for k in knobs))
     assert all(set(row) == expected for row in _log(tmp_path))
 
 
 # --- Wortsman et al. ---------------------------------------------------------------------------
+
 
 def test_qk_layernorm_model_is_llama_plus_per_head_q_k_norms():
     llama = _model(TrainConfig(arch="llama"))
@@ -189,7 +235,7 @@ def test_z_loss_adds_exactly_the_term():
     lse = logsumexp(logits, axis=-1)
     targets = ids.numpy()[:, 1:]
     expected_ce = float(np.mean(lse - np.take_along_axis(logits, targets[..., None], -1)[..., 0]))
-    expected_z = 1e-2 * float(np.mean(lse ** 2))
+    expected_z = 1e-2 * float(np.mean(lse**2))
     assert ce.item() == pytest.approx(expected_ce, rel=1e-5)
     assert extra["z_loss"] == pytest.approx(expected_z, rel=1e-5)
     assert objective.item() == pytest.approx(expected_ce + expected_z, rel=1e-5)
@@ -200,15 +246,17 @@ def test_max_attention_logit_matches_a_direct_computation():
     model = _model(config).eval()
     ids = torch.randint(0, 320, (1, 10), generator=torch.Generator().manual_seed(2))
     captured = []
-    handles = [layer.input_layernorm.register_forward_hook(lambda m, a, out: captured.append(out))
-               for layer in model.model.layers]
+    handles = [
+        layer.input_layernorm.register_forward_hook(lambda m, a, out: captured.append(out))
+        for layer in model.model.layers
+    ]
     monitor = AttentionLogitMonitor(model)
     with torch.no_grad():
         model(input_ids=ids)
         measured = monitor.pop()
         cos, sin = model.model.rotary_emb(captured[0], torch.arange(10)[None])
         best = -math.inf
-        for layer, hidden in zip(model.model.layers, captured):
+        for layer, hidden in zip(model.model.layers, captured, strict=True):
             q = layer.self_attn.q_proj(hidden).view(1, 10, 4, 16).transpose(1, 2)
             k = layer.self_attn.k_proj(hidden).view(1, 10, 4, 16).transpose(1, 2)
             q, k = apply_rotary_pos_emb(q, k, cos, sin)
@@ -234,6 +282,7 @@ def test_attention_monitors_of_two_models_stay_apart():
 
 # --- Qi et al. ---------------------------------------------------------------------------------
 
+
 def test_power_iteration_converges_to_the_svd():
     matrix = torch.randn(30, 20, generator=torch.Generator().manual_seed(3))
     sigma, _ = power_sigma1(matrix, torch.ones(20) / math.sqrt(20), 200)
@@ -248,10 +297,10 @@ def test_step_bound_caps_sigma1_of_every_applied_update():
     updates = [torch.randn(24, 16, generator=gen) * scale for scale in (1.0, 0.1, 1e-3)]
     bound.snapshot()
     with torch.no_grad():
-        for p, u in zip(params, updates):
+        for p, u in zip(params, updates, strict=True):
             p.add_(u)
     stats = bound.apply()
-    for p, w, u in zip(params, before, updates):
+    for p, w, u in zip(params, before, updates, strict=True):
         applied = (p.detach() - w).numpy()
         limit = 0.05 * np.linalg.svd(w.numpy(), compute_uv=False)[0]
         sigma = np.linalg.svd(applied, compute_uv=False)[0]
@@ -265,8 +314,16 @@ def test_step_bound_caps_sigma1_of_every_applied_update():
 
 
 def test_step_bound_in_training_logs_and_run_file(tiny_runs, tmp_path):
-    config = TrainConfig(**{**TINY, "steps": 4, "lr": 0.05, "step_bound_tau": 0.02, "step_bound_power_iters": 20,
-                            "tokenizer": str(tiny_runs[0] / "tokenizer")})
+    config = TrainConfig(
+        **{
+            **TINY,
+            "steps": 4,
+            "lr": 0.05,
+            "step_bound_tau": 0.02,
+            "step_bound_power_iters": 20,
+            "tokenizer": str(tiny_runs[0] / "tokenizer"),
+        }
+    )
     out = train_run(config, tmp_path / "run", progress=False)
     log = _log(out)
     assert all(0 <= row["step_bound_clipped"] <= 10 and 0 < row["step_bound_min_scale"] <= 1 for row in log)

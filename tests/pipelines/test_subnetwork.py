@@ -6,7 +6,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from pipelines.subnetwork import (
+from ldw.train.config import TrainConfig, TrainConfigError, build_model_config, parse_est_stages
+from ldw.train.subnetwork import (
     SubnetworkSampler,
     flops_summary,
     full_shape,
@@ -14,10 +15,11 @@ from pipelines.subnetwork import (
     stage_shape,
     step_flops,
 )
-from pipelines.train import train_run
-from pipelines.train_config import TrainConfig, TrainConfigError, build_model_config, parse_est_stages
+from ldw.train.trainer import train_run
 
-TINY_NEOX = build_model_config(TrainConfig(seq_len=32), vocab_size=320, eos_token_id=0)  # d 64, 2 layers, 4 heads, F 256
+TINY_NEOX = build_model_config(
+    TrainConfig(seq_len=32), vocab_size=320, eos_token_id=0
+)  # d 64, 2 layers, 4 heads, F 256
 
 
 def _model(arch: str):
@@ -60,8 +62,16 @@ def test_flops_saved_equals_a_hand_computation():
 
 
 def test_training_run_reports_the_flops_in_log_and_run_file(tiny_runs, tmp_path):
-    config = TrainConfig(steps=10, save_every=10, batch_size=4, seq_len=32, vocab_size=320, device="cpu",
-                         est_stages=((0.5, 0.5, 0.5, 0.5),), tokenizer=str(tiny_runs[0] / "tokenizer"))
+    config = TrainConfig(
+        steps=10,
+        save_every=10,
+        batch_size=4,
+        seq_len=32,
+        vocab_size=320,
+        device="cpu",
+        est_stages=((0.5, 0.5, 0.5, 0.5),),
+        tokenizer=str(tiny_runs[0] / "tokenizer"),
+    )
     out = train_run(config, tmp_path / "est", progress=False)
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [row["est_stage"] for row in log] == [0] * 5 + [-1] * 5

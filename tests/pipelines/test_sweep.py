@@ -16,9 +16,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from pipelines.errors import LdwError
-from pipelines.sweep import run_sweep
-from warehouse import Warehouse
+from ldw.errors import LdwError
+from ldw.sweep.run import run_sweep
+from ldw.warehouse import Warehouse
 
 
 def test_sweep_equals_independent_float64_computation(ingested_warehouse: Path) -> None:
@@ -33,8 +33,10 @@ def test_sweep_equals_independent_float64_computation(ingested_warehouse: Path) 
         with torch.no_grad():
             logp = torch.log_softmax(model(torch.tensor(ids)).logits.double(), dim=-1)
         want = -logp[seq_ids, positions - 1, ids[seq_ids, positions]].numpy() / math.log(2)
-        got = wh.query("SELECT surprisal_bits FROM surprisal WHERE run_id = ? AND step = ? ORDER BY token_idx",
-                       [row["run_id"], row["step"]])["surprisal_bits"].to_numpy()
+        got = wh.query(
+            "SELECT surprisal_bits FROM surprisal WHERE run_id = ? AND step = ? ORDER BY token_idx",
+            [row["run_id"], row["step"]],
+        )["surprisal_bits"].to_numpy()
         assert np.max(np.abs(got - want)) < 1e-4
     settings = wh.query("SELECT settings FROM sweeps")["settings"][0]
     assert '"units": "bits"' in settings and '"first_token_scored": false' in settings
@@ -62,8 +64,19 @@ def test_killed_sweep_resumes_to_exactly_the_uninterrupted_rows(ingested_warehou
     shutil.copytree(ingested_warehouse, reference)
     run_sweep(reference, device="cpu", batch_size=4, progress=False)
 
-    command = [sys.executable, "-m", "pipelines.cli", "sweep", "-w", str(ingested_warehouse), "--device", "cpu",
-               "--batch-size", "4", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "ldw",
+        "sweep",
+        "-w",
+        str(ingested_warehouse),
+        "--device",
+        "cpu",
+        "--batch-size",
+        "4",
+        "--quiet",
+    ]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     surprisal_dir = ingested_warehouse / "parquet" / "surprisal"
@@ -100,7 +113,7 @@ def test_shards_split_the_sweep_without_overlap(ingested_warehouse: Path) -> Non
 def test_doctor_finds_missing_truncated_and_stray_files(ingested_warehouse: Path) -> None:
     from typer.testing import CliRunner
 
-    from pipelines.cli import app
+    from ldw.cli.main import app
 
     run_sweep(ingested_warehouse, device="cpu", progress=False)
     runner = CliRunner()

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipelines.cli import app
-from pipelines.errors import LdwError
-from pipelines.evalset import build_eval_set
-from pipelines.ingest import ingest_paths
-from pipelines.sweep import run_sweep
+from ldw.cli.main import app
+from ldw.errors import LdwError
+from ldw.ingest.register import ingest_paths
+from ldw.sweep.evalset import build_eval_set
+from ldw.sweep.run import run_sweep
+from ldw.warehouse import Warehouse
 from tests.conftest import TINY_EVAL
-from warehouse import Warehouse
 
 
 @pytest.fixture()
@@ -58,7 +58,7 @@ def test_pickled_state_dict_loads_with_weights_only(tiny_runs: list[Path], tmp_p
     import torch
     from transformers import AutoModelForCausalLM
 
-    from probe.loading import load_causal_lm
+    from ldw.probe.loading import load_causal_lm
 
     folder = tmp_path / "plain"
     folder.mkdir()
@@ -70,23 +70,24 @@ def test_pickled_state_dict_loads_with_weights_only(tiny_runs: list[Path], tmp_p
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
 
     class Evil:
-        def __reduce__(self):  # noqa: D105 - the payload a weights_only load must refuse
+        def __reduce__(self):
             return (print, ("pwned",))
 
     torch.save({"model": Evil()}, folder / "weights.pt")
-    from probe.errors import ProbeError
+    from ldw.probe.errors import ProbeError
 
     with pytest.raises(ProbeError, match="weights.pt|cannot load weights"):
         load_causal_lm(folder, torch.device("cpu"))
 
 
 def test_tokenizer_mismatch_is_refused_naming_both(ingested_warehouse: Path, tmp_path: Path) -> None:
-    from pipelines.train import train_run
+    from ldw.train.config import TrainConfig
+    from ldw.train.trainer import train_run
     from tests.conftest import TINY_TRAIN
-    from pipelines.train_config import TrainConfig
 
-    other = train_run(TrainConfig(**{**TINY_TRAIN.to_dict(), "steps": 1, "vocab_size": 400}), tmp_path / "other",
-                      progress=False)
+    other = train_run(
+        TrainConfig(**{**TINY_TRAIN.to_dict(), "steps": 1, "vocab_size": 400}), tmp_path / "other", progress=False
+    )
     with pytest.raises(LdwError) as info:
         ingest_paths(ingested_warehouse, [other], progress=False)
     message = str(info.value)

@@ -15,13 +15,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.errors import LdwError
-from pipelines.evalset import build_eval_set
-from pipelines.ingest import ingest_paths
-from pipelines.sweep import run_sweep
+from ldw.errors import LdwError
+from ldw.ingest.register import ingest_paths
+from ldw.sweep.evalset import build_eval_set
+from ldw.sweep.run import run_sweep
+from ldw.warehouse import Warehouse
+from ldw.warehouse.doctor import check_warehouse
 from tests.conftest import TINY_EVAL
-from warehouse import Warehouse
-from warehouse.doctor import check_warehouse
 
 ray = pytest.importorskip("ray")
 RAY_ENV = {"RAY_DISABLE_USAGE_STATS": "1"}
@@ -33,8 +33,7 @@ def ray_cluster() -> Iterator[str]:
     with pytest.MonkeyPatch.context() as patch:
         for key, value in RAY_ENV.items():
             patch.setenv(key, value)
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20,
-                 logging_level=logging.WARNING)
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 * 2**20, logging_level=logging.WARNING)
         try:
             yield ray.get_runtime_context().gcs_address
         finally:
@@ -42,8 +41,11 @@ def ray_cluster() -> Iterator[str]:
 
 
 def _catalog(path: Path) -> list[tuple]:
-    return Warehouse.open(path).query(
-        "SELECT run_id, step, status, error, n_tokens FROM checkpoints ORDER BY run_id, step").rows()
+    return (
+        Warehouse.open(path)
+        .query("SELECT run_id, step, status, error, n_tokens FROM checkpoints ORDER BY run_id, step")
+        .rows()
+    )
 
 
 def _settings(path: Path) -> dict:
@@ -65,12 +67,13 @@ def test_ray_sweep_writes_the_files_a_local_sweep_writes(
     local_files = sorted((local / "parquet" / "surprisal").glob("*/*.parquet"))
     assert [f.relative_to(ingested_warehouse) for f in ray_files] == [f.relative_to(local) for f in local_files]
     assert len(ray_files) == total
-    for got_file, want_file in zip(ray_files, local_files):
+    for got_file, want_file in zip(ray_files, local_files, strict=True):
         got, want = pq.read_table(got_file), pq.read_table(want_file)
         assert got.schema.equals(want.schema, check_metadata=True)
         assert got.drop(["surprisal_bits"]).equals(want.drop(["surprisal_bits"]))
-        np.testing.assert_allclose(got["surprisal_bits"].to_numpy(), want["surprisal_bits"].to_numpy(),
-                                   rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+            got["surprisal_bits"].to_numpy(), want["surprisal_bits"].to_numpy(), rtol=1e-6, atol=1e-6
+        )
     assert check_warehouse(Warehouse.open(ingested_warehouse)) == []
     settings = _settings(ingested_warehouse)
     assert settings["executor"] == "ray" and settings["ray_nodes"] == 1 and settings["device"] == "cpu"
@@ -113,8 +116,21 @@ def test_shards_compose_with_ray(ray_cluster: str, ingested_warehouse: Path) -> 
 
 
 def test_cli_sweep_on_a_running_cluster(ray_cluster: str, ingested_warehouse: Path) -> None:
-    command = [sys.executable, "-m", "pipelines.cli", "sweep", "-w", str(ingested_warehouse), "--executor", "ray",
-               "--ray-address", ray_cluster, "--device", "cpu", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "ldw",
+        "sweep",
+        "-w",
+        str(ingested_warehouse),
+        "--executor",
+        "ray",
+        "--ray-address",
+        ray_cluster,
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     env = {**os.environ, **RAY_ENV, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     result = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

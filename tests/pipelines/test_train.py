@@ -4,6 +4,7 @@ The two seeds come from the shared ``tiny_runs`` fixture (tests/conftest.py): a 
 dozen steps of a tiny GPT-NeoX on the built-in corpus, trained once per session.
 """
 
+import itertools
 import json
 import math
 import re
@@ -14,15 +15,15 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from pipelines.corpus import SPLIT_SEED, CorpusError, builtin_documents, read_documents, split_documents
-from pipelines.train import resolve_device, train_run
-from pipelines.train_config import (
+from ldw.corpus import SPLIT_SEED, CorpusError, builtin_documents, read_documents, split_documents
+from ldw.train.config import (
     TrainConfig,
     TrainConfigError,
     build_model_config,
     checkpoint_steps,
     learning_rate,
 )
+from ldw.train.trainer import resolve_device, train_run
 
 
 def _config_of(run_dir: Path) -> TrainConfig:
@@ -56,7 +57,7 @@ def test_learning_rate_warmup_then_cosine_to_ten_percent():
     assert learning_rate(60, config) == pytest.approx(0.55e-3)  # halfway: (1 + 0.1) / 2
     assert learning_rate(110, config) == pytest.approx(1e-4)
     decay = [learning_rate(step, config) for step in range(10, 111)]
-    assert all(a > b for a, b in zip(decay, decay[1:]))
+    assert all(a > b for a, b in itertools.pairwise(decay))
     assert learning_rate(1, TrainConfig(steps=5, warmup_steps=0, lr=1e-3)) < 1e-3
 
 
@@ -115,7 +116,9 @@ def test_training_changes_weights_and_lowers_loss(tiny_runs):
     assert any(not torch.equal(first[name], last[name]) for name in first)
     log = _log(run_dir)
     assert [row["step"] for row in log] == list(range(1, config.steps + 1))
-    assert [row["tokens_seen"] for row in log] == [s * config.batch_size * config.seq_len for s in range(1, config.steps + 1)]
+    assert [row["tokens_seen"] for row in log] == [
+        s * config.batch_size * config.seq_len for s in range(1, config.steps + 1)
+    ]
     assert [row["lr"] for row in log] == pytest.approx([learning_rate(s, config) for s in range(1, config.steps + 1)])
     assert all(row["grad_norm"] > 0 and math.isfinite(row["loss"]) for row in log)
     assert log[0]["loss"] == pytest.approx(math.log(len(AutoTokenizer.from_pretrained(run_dir / "tokenizer"))), abs=0.2)
@@ -138,7 +141,9 @@ def test_seeds_differ_and_loaded_tokenizer_is_copied(tiny_runs):
     for step in (0, steps):
         a, b = _weights(seed0, step), _weights(seed1, step)
         assert any(not torch.equal(a[name], b[name]) for name in a)
-    assert (seed0 / "tokenizer" / "tokenizer.json").read_bytes() == (seed1 / "tokenizer" / "tokenizer.json").read_bytes()
+    assert (seed0 / "tokenizer" / "tokenizer.json").read_bytes() == (
+        seed1 / "tokenizer" / "tokenizer.json"
+    ).read_bytes()
 
 
 def test_same_seed_reproduces_weights_after_an_interrupted_run(tiny_runs, tmp_path):
@@ -175,8 +180,14 @@ def test_llama_on_a_jsonl_corpus(tiny_runs, tmp_path):
     corpus = tmp_path / "docs.jsonl"
     corpus.write_text("".join(json.dumps({"text": doc}) + "\n" for doc in builtin_documents()[:20]))
     config = TrainConfig(
-        corpus=str(corpus), arch="llama", steps=2, save_every=2, batch_size=2, seq_len=16,
-        tokenizer=str(tiny_runs[0] / "tokenizer"), device="cpu",
+        corpus=str(corpus),
+        arch="llama",
+        steps=2,
+        save_every=2,
+        batch_size=2,
+        seq_len=16,
+        tokenizer=str(tiny_runs[0] / "tokenizer"),
+        device="cpu",
     )
     out = train_run(config, tmp_path / "llama", progress=False)
     model = AutoModelForCausalLM.from_pretrained(out / "step2")
@@ -217,7 +228,9 @@ def test_cuda_requested_without_cuda():
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_run_saves_float32_checkpoints(tiny_runs, tmp_path):
-    config = TrainConfig(steps=4, save_every=2, batch_size=4, seq_len=32, tokenizer=str(tiny_runs[0] / "tokenizer"), device="cuda")
+    config = TrainConfig(
+        steps=4, save_every=2, batch_size=4, seq_len=32, tokenizer=str(tiny_runs[0] / "tokenizer"), device="cuda"
+    )
     out = train_run(config, tmp_path / "gpu", progress=False)
     weights = _weights(out, 4)
     assert all(tensor.dtype == torch.float32 for tensor in weights.values())

@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 import torch
 
-from pipelines.errors import LdwError
-from pipelines.training_logs import (
+from ldw.errors import LdwError
+from ldw.ingest.training_logs import (
     TrainingLogWarning,
     canonical_name,
     find_training_log,
@@ -23,7 +23,7 @@ from pipelines.training_logs import (
 
 def _trace(frame: pl.DataFrame, name: str) -> dict[int, float]:
     rows = frame.filter(pl.col("name") == name)
-    return dict(zip(rows["step"].to_list(), rows["value"].to_list()))
+    return dict(zip(rows["step"].to_list(), rows["value"].to_list(), strict=True))
 
 
 @pytest.fixture(scope="module")
@@ -32,16 +32,32 @@ def hf_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, Trainer, TrainingArguments
 
     torch.manual_seed(0)
-    config = GPTNeoXConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                           intermediate_size=64, max_position_embeddings=16)
+    config = GPTNeoXConfig(
+        vocab_size=64,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=16,
+    )
     model = GPTNeoXForCausalLM(config)
     rng = np.random.default_rng(0)
     data = [{"input_ids": ids, "labels": ids} for ids in rng.integers(0, 64, size=(24, 16)).tolist()]
     out = tmp_path_factory.mktemp("hf_run")
     args = TrainingArguments(
-        output_dir=str(out), max_steps=6, logging_steps=1, save_steps=3, eval_strategy="steps", eval_steps=3,
-        per_device_train_batch_size=4, per_device_eval_batch_size=4, report_to=[], use_cpu=True,
-        learning_rate=1e-3, warmup_steps=2, disable_tqdm=True,
+        output_dir=str(out),
+        max_steps=6,
+        logging_steps=1,
+        save_steps=3,
+        eval_strategy="steps",
+        eval_steps=3,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=4,
+        report_to=[],
+        use_cpu=True,
+        learning_rate=1e-3,
+        warmup_steps=2,
+        disable_tqdm=True,
     )
     trainer = Trainer(model=model, args=args, train_dataset=data, eval_dataset=data[:8])
     trainer.train()
@@ -154,7 +170,9 @@ def test_wandb_export_with_two_runs_is_an_error(tmp_path: Path) -> None:
 
 
 def test_reference_jsonl_with_restart_keeps_last(tmp_path: Path) -> None:
-    lines = [{"step": s, "loss": 4.0 - 0.1 * s, "grad_norm": 1.0, "lr": 1e-3, "tokens_seen": 64 * s} for s in range(1, 6)]
+    lines = [
+        {"step": s, "loss": 4.0 - 0.1 * s, "grad_norm": 1.0, "lr": 1e-3, "tokens_seen": 64 * s} for s in range(1, 6)
+    ]
     lines += [{"step": s, "loss": 9.0, "grad_norm": 2.0, "lr": 1e-3, "tokens_seen": 64 * s} for s in (4, 5, 6)]
     (tmp_path / "train_log.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     (tmp_path / "eval_documents.jsonl").write_text('{"text": "x"}\n')

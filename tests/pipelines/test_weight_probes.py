@@ -11,19 +11,25 @@ import pytest
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 
-from pipelines.errors import LdwError
-from pipelines.weight_probes import probe_weights_in_warehouse
-from probe.loading import load_causal_lm
-from probe.weights import probe_checkpoint
-from warehouse import CheckpointRecord, RunRecord, Warehouse
+from ldw.dynamics.weight_probes import probe_weights_in_warehouse
+from ldw.errors import LdwError
+from ldw.probe.loading import load_causal_lm
+from ldw.probe.weights import probe_checkpoint
+from ldw.warehouse import CheckpointRecord, RunRecord, Warehouse
 
 V, SEQ, N_SEQ = 50, 10, 5
 
 
 def _save_checkpoint(folder: Path, seed: int) -> None:
     torch.manual_seed(seed)
-    config = GPTNeoXConfig(vocab_size=V, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=32, max_position_embeddings=SEQ)
+    config = GPTNeoXConfig(
+        vocab_size=V,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=SEQ,
+    )
     GPTNeoXForCausalLM(config).save_pretrained(folder)
 
 
@@ -33,13 +39,21 @@ def _warehouse(root: Path, runs: Path) -> Warehouse:
     sequences = pa.table({"seq_id": np.arange(N_SEQ), "input_ids": [row.tolist() for row in ids]})
     seq_id = np.repeat(np.arange(N_SEQ), SEQ - 1)
     position = np.tile(np.arange(1, SEQ), N_SEQ).astype(np.int32)
-    tokens = pa.table({"token_idx": np.arange(len(seq_id)), "seq_id": seq_id, "position": position,
-                       "token_id": ids[seq_id, position], "token_text": ["x"] * len(seq_id), "context_len": position})
+    tokens = pa.table(
+        {
+            "token_idx": np.arange(len(seq_id)),
+            "seq_id": seq_id,
+            "position": position,
+            "token_id": ids[seq_id, position],
+            "token_text": ["x"] * len(seq_id),
+            "context_len": position,
+        }
+    )
     wh.write_eval_set(sequences, tokens, {"n": N_SEQ}, "fp", V)
     for run, seeds in (("run-a", (0, 1)), ("run-b", (2,))):
         wh.upsert_run(RunRecord(run, run, 0, str(runs / run), "step_folders", "gpt_neox", {}, None, "fp", None, {}))
         records = []
-        for step, seed in zip((0, 10), seeds):
+        for step, seed in zip((0, 10)[: len(seeds)], seeds, strict=True):
             _save_checkpoint(runs / run / f"step{step}", seed)
             records.append(CheckpointRecord(step, None, str(runs / run / f"step{step}"), f"h{seed}", None))
         wh.upsert_checkpoints(run, records)
@@ -56,7 +70,9 @@ def test_probe_weights_in_warehouse(tmp_path: Path) -> None:
     table = wh.query("SELECT * FROM weight_probes ORDER BY run_id, step, layer, head, name")
     assert table.height == summary.rows
     assert table.select("run_id", "step").unique().sort("run_id", "step").rows() == [
-        ("run-a", 0), ("run-a", 10), ("run-b", 0),
+        ("run-a", 0),
+        ("run-a", 10),
+        ("run-b", 0),
     ]
     model = load_causal_lm(tmp_path / "runs" / "run-a" / "step10", torch.device("cpu"), torch.float32)
     ids = torch.from_numpy(wh.eval_arrays()[0][:3])

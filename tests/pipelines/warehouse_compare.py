@@ -13,9 +13,9 @@ import numpy as np
 import polars as pl
 from typer.testing import CliRunner
 
-from pipelines.cli import app
-from warehouse import Warehouse
-from warehouse.failpoints import FAILPOINT_ENV, TRACE_ENV
+from ldw.cli.main import app
+from ldw.warehouse import Warehouse
+from ldw.warehouse.failpoints import FAILPOINT_ENV, TRACE_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 SWEEP_ARGS = ["--device", "cpu", "--batch-size", "4"]
@@ -28,8 +28,14 @@ def run_ldw(args: list[str], failpoint: str | None = None) -> subprocess.Complet
     env["PYTHONPATH"] = str(REPO)
     if failpoint is not None:
         env[FAILPOINT_ENV] = failpoint
-    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args, "--quiet"], env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "ldw", *args, "--quiet"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def copy_warehouse(source: Path, target: Path) -> Path:

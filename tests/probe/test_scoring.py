@@ -9,8 +9,8 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from probe.errors import ProbeError
-from probe.scoring import EvalBatchPlan, score_surprisal
+from ldw.probe.errors import ProbeError
+from ldw.probe.scoring import EvalBatchPlan, score_surprisal
 
 VOCAB = 211
 
@@ -18,16 +18,28 @@ VOCAB = 211
 def _models() -> dict[str, torch.nn.Module]:
     torch.manual_seed(0)
     return {
-        "gpt_neox": GPTNeoXForCausalLM(GPTNeoXConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2,
-                                                     num_attention_heads=4, intermediate_size=64)),
-        "llama": LlamaForCausalLM(LlamaConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2,
-                                              num_attention_heads=4, num_key_value_heads=2, intermediate_size=64)),
+        "gpt_neox": GPTNeoXForCausalLM(
+            GPTNeoXConfig(
+                vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64
+            )
+        ),
+        "llama": LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=VOCAB,
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                intermediate_size=64,
+            )
+        ),
         "gpt2": GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4)),
     }
 
 
-def _reference(model: torch.nn.Module, ids: np.ndarray, seq_ids: np.ndarray, positions: np.ndarray,
-               prefix: int | None) -> np.ndarray:
+def _reference(
+    model: torch.nn.Module, ids: np.ndarray, seq_ids: np.ndarray, positions: np.ndarray, prefix: int | None
+) -> np.ndarray:
     """One sequence at a time, full logits, log-softmax in float64."""
     logps = {}
     with torch.no_grad():
@@ -35,7 +47,9 @@ def _reference(model: torch.nn.Module, ids: np.ndarray, seq_ids: np.ndarray, pos
             row = list(ids[s]) if prefix is None else [prefix, *ids[s]]
             logps[s] = torch.log_softmax(model(torch.tensor([row])).logits[0].double(), dim=-1)
     shift = -1 if prefix is None else 0
-    return np.array([-logps[s][p + shift, ids[s, p]].item() / math.log(2) for s, p in zip(seq_ids, positions)])
+    return np.array(
+        [-logps[s][p + shift, ids[s, p]].item() / math.log(2) for s, p in zip(seq_ids, positions, strict=True)]
+    )
 
 
 @pytest.mark.parametrize("arch", ["gpt_neox", "llama", "gpt2"])

@@ -19,8 +19,8 @@ from transformers import (
     PreTrainedModel,
 )
 
-from probe.attention_stats import attention_stats, recording
-from probe.weights import (
+from ldw.probe.attention_stats import attention_stats, recording
+from ldw.probe.weights import (
     grad_norm_rows,
     norm_rows,
     probe_checkpoint,
@@ -36,17 +36,39 @@ HD = D // HEADS
 def _model(arch: str, attn: str = "sdpa") -> PreTrainedModel:
     torch.manual_seed({"gpt_neox": 0, "llama": 1, "gpt2": 2}[arch])
     if arch == "gpt_neox":
-        config = GPTNeoXConfig(vocab_size=V, hidden_size=D, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
-                               intermediate_size=64, max_position_embeddings=SEQ, attn_implementation=attn)
+        config = GPTNeoXConfig(
+            vocab_size=V,
+            hidden_size=D,
+            num_hidden_layers=LAYERS,
+            num_attention_heads=HEADS,
+            intermediate_size=64,
+            max_position_embeddings=SEQ,
+            attn_implementation=attn,
+        )
         model = GPTNeoXForCausalLM(config)
     elif arch == "llama":
-        config = LlamaConfig(vocab_size=V, hidden_size=D, num_hidden_layers=LAYERS, num_attention_heads=HEADS,
-                             num_key_value_heads=2, intermediate_size=64, max_position_embeddings=SEQ,
-                             attn_implementation=attn)
+        config = LlamaConfig(
+            vocab_size=V,
+            hidden_size=D,
+            num_hidden_layers=LAYERS,
+            num_attention_heads=HEADS,
+            num_key_value_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=SEQ,
+            attn_implementation=attn,
+        )
         model = LlamaForCausalLM(config)
     else:
-        config = GPT2Config(vocab_size=V, n_embd=D, n_layer=LAYERS, n_head=HEADS, n_positions=SEQ,
-                            bos_token_id=0, eos_token_id=0, attn_implementation=attn)
+        config = GPT2Config(
+            vocab_size=V,
+            n_embd=D,
+            n_layer=LAYERS,
+            n_head=HEADS,
+            n_positions=SEQ,
+            bos_token_id=0,
+            eos_token_id=0,
+            attn_implementation=attn,
+        )
         model = GPT2LMHeadModel(config)
     with torch.no_grad():  # larger weights than the init, so attention is far from uniform
         for p in model.parameters():
@@ -62,22 +84,24 @@ def _hand_sliced(model: PreTrainedModel, arch: str, layer: int) -> list[tuple[np
         w = model.gpt_neox.layers[layer].attention.query_key_value.weight.detach().numpy()
         for h in range(HEADS):
             base = h * 3 * HD
-            heads.append((w[base:base + HD], w[base + HD:base + 2 * HD]))
+            heads.append((w[base : base + HD], w[base + HD : base + 2 * HD]))
     elif arch == "gpt2":
         w = model.transformer.h[layer].attn.c_attn.weight.detach().numpy()  # [d_in, 3 d]
         for h in range(HEADS):
-            heads.append((w[:, h * HD:(h + 1) * HD].T, w[:, D + h * HD:D + (h + 1) * HD].T))
+            heads.append((w[:, h * HD : (h + 1) * HD].T, w[:, D + h * HD : D + (h + 1) * HD].T))
     else:
         attn = model.model.layers[layer].self_attn
         wq, wk = attn.q_proj.weight.detach().numpy(), attn.k_proj.weight.detach().numpy()
         group = HEADS // 2
         for h in range(HEADS):
             kv = h // group
-            heads.append((wq[h * HD:(h + 1) * HD], wk[kv * HD:(kv + 1) * HD]))
+            heads.append((wq[h * HD : (h + 1) * HD], wk[kv * HD : (kv + 1) * HD]))
     return heads
 
 
-def _projected_heads(model: PreTrainedModel, arch: str, layer: int, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _projected_heads(
+    model: PreTrainedModel, arch: str, layer: int, x: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-head query and key of input rows ``x`` [n, d] through the module's own projections (bias removed)."""
     with torch.no_grad():
         zero = torch.zeros(1, D)
@@ -109,7 +133,7 @@ def test_sigma1_matches_numpy_svd_of_hand_sliced_heads(arch: str) -> None:
             np.testing.assert_allclose(x.numpy() @ wk.T, k[:, head].numpy(), rtol=1e-4, atol=1e-5)
             sv = np.linalg.svd(wq.astype(np.float64).T @ wk.astype(np.float64), compute_uv=False)
             assert rows[(layer, head, "qk_sigma1")] == pytest.approx(sv[0], rel=1e-9)
-            energy = sv ** 2
+            energy = sv**2
             assert rows[(layer, head, "qk_sec1")] == pytest.approx(energy[0] / energy.sum(), rel=1e-9)
             assert rows[(layer, head, "qk_sec4")] == pytest.approx(energy[:4].sum() / energy.sum(), rel=1e-9)
             assert 0.0 <= rows[(layer, head, "qk_sec1")] <= rows[(layer, head, "qk_sec4")] <= 1.0
@@ -119,7 +143,7 @@ def test_sec_is_one_for_a_rank_one_head() -> None:
     model = _model("gpt2")
     w = model.transformer.h[1].attn.c_attn.weight
     with torch.no_grad():
-        w[:, 2 * HD:3 * HD] = torch.outer(torch.randn(D), torch.randn(HD))  # Wq of head 2 has rank 1
+        w[:, 2 * HD : 3 * HD] = torch.outer(torch.randn(D), torch.randn(HD))  # Wq of head 2 has rank 1
     rows = {(layer, head, name): value for layer, head, name, value in qk_spectra_rows(model)}
     assert rows[(1, 2, "qk_sec1")] == pytest.approx(1.0, abs=1e-12)
     assert rows[(1, 1, "qk_sec1")] < 0.99
@@ -196,7 +220,18 @@ def test_norms_and_full_probe() -> None:
     ids = torch.randint(0, V, (2, SEQ))
     probed = probe_checkpoint(model, ids)
     names = {name for _, _, name, _ in probed}
-    assert names == {"qk_sigma1", "qk_sec1", "qk_sec4", "attn_entropy_bits", "attn_max_logit", "param_norm",
-                     "grad_norm", "embedding_std", "embedding_norm", "param_norm_total", "grad_norm_total",
-                     "probe_loss"}
+    assert names == {
+        "qk_sigma1",
+        "qk_sec1",
+        "qk_sec4",
+        "attn_entropy_bits",
+        "attn_max_logit",
+        "param_norm",
+        "grad_norm",
+        "embedding_std",
+        "embedding_norm",
+        "param_norm_total",
+        "grad_norm_total",
+        "probe_loss",
+    }
     assert all(math.isfinite(value) for *_, value in probed)

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from warehouse import CheckpointRecord, RunRecord, Warehouse, WarehouseError
-from warehouse.parquet_io import ROW_GROUP_SIZE, file_schema_version
+from ldw.warehouse import CheckpointRecord, RunRecord, Warehouse, WarehouseError
+from ldw.warehouse.parquet_io import ROW_GROUP_SIZE, file_schema_version
 
 
 def _run(run_id: str, source: str = "/runs/a") -> RunRecord:
@@ -25,9 +25,16 @@ def _eval_set(wh: Warehouse, n_seq: int, seq_len: int, config: dict | None = Non
     seq = np.repeat(np.arange(n_seq), seq_len - 1)
     pos = np.tile(np.arange(1, seq_len), n_seq)
     sequences = pa.table({"seq_id": np.arange(n_seq), "input_ids": list(ids)})
-    tokens = pa.table({"token_idx": np.arange(len(seq)), "seq_id": seq, "position": pos.astype(np.int32),
-                       "token_id": ids[seq, pos], "token_text": [str(t) for t in ids[seq, pos]],
-                       "context_len": pos.astype(np.int32)})
+    tokens = pa.table(
+        {
+            "token_idx": np.arange(len(seq)),
+            "seq_id": seq,
+            "position": pos.astype(np.int32),
+            "token_id": ids[seq, pos],
+            "token_text": [str(t) for t in ids[seq, pos]],
+            "context_len": pos.astype(np.int32),
+        }
+    )
     wh.write_eval_set(sequences, tokens, config or {"seq_len": seq_len}, "fp", 50)
 
 
@@ -51,7 +58,9 @@ def test_views_are_queryable_with_plain_duckdb(wh: Warehouse) -> None:
     con = duckdb.connect(str(wh.catalog_path), read_only=True)
     names = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     assert {"runs", "checkpoints", "eval_tokens", "eval_sequences", "surprisal", "traces"} <= names
-    rows = con.execute("SELECT step, count(*), avg(surprisal_bits) FROM surprisal GROUP BY step ORDER BY step").fetchall()
+    rows = con.execute(
+        "SELECT step, count(*), avg(surprisal_bits) FROM surprisal GROUP BY step ORDER BY step"
+    ).fetchall()
     assert rows == [(0, 12, 0.5), (1, 12, 1.5)]
     assert con.execute("SELECT count(*) FROM eval_tokens").fetchone()[0] == 12
     con.close()
@@ -86,8 +95,8 @@ def test_surprisal_matrix_reads_token_ranges_across_row_groups(tmp_path: Path) -
     steps, idx, matrix = warehouse.surprisal_matrix("a", ROW_GROUP_SIZE - 5, ROW_GROUP_SIZE + 7)
     assert steps.tolist() == [1, 3]
     assert idx.tolist() == list(range(ROW_GROUP_SIZE - 5, ROW_GROUP_SIZE + 7))
-    np.testing.assert_array_equal(matrix[:, 0], values[1][ROW_GROUP_SIZE - 5:ROW_GROUP_SIZE + 7])
-    np.testing.assert_array_equal(matrix[:, 1], values[3][ROW_GROUP_SIZE - 5:ROW_GROUP_SIZE + 7])
+    np.testing.assert_array_equal(matrix[:, 0], values[1][ROW_GROUP_SIZE - 5 : ROW_GROUP_SIZE + 7])
+    np.testing.assert_array_equal(matrix[:, 1], values[3][ROW_GROUP_SIZE - 5 : ROW_GROUP_SIZE + 7])
 
 
 def test_run_id_taken_by_another_source_is_refused(wh: Warehouse) -> None:
@@ -98,8 +107,9 @@ def test_run_id_taken_by_another_source_is_refused(wh: Warehouse) -> None:
 def test_reingest_keeps_done_checkpoints_and_resets_changed_ones(wh: Warehouse) -> None:
     for step in (0, 1):
         wh.write_surprisal("a", step, np.zeros(12, dtype=np.float32), "sw")
-    changed = wh.upsert_checkpoints("a", [CheckpointRecord(0, None, "/p0", "h0", None),
-                                          CheckpointRecord(1, None, "/p1", "NEW", None)])
+    changed = wh.upsert_checkpoints(
+        "a", [CheckpointRecord(0, None, "/p0", "h0", None), CheckpointRecord(1, None, "/p1", "NEW", None)]
+    )
     assert changed == 1
     status = dict(wh.checkpoints("a").select("step", "status").iter_rows())
     assert status == {0: "done", 1: "pending", 2: "pending"}
@@ -137,11 +147,10 @@ def test_replace_derived_swaps_in_only_complete_tables(wh: Warehouse) -> None:
         write("a", pa.table({"x": [1, 2]}))
         write("b", pa.table({"x": [3]}))
     assert wh.query("SELECT sum(x) AS s FROM scores")["s"][0] == 6
-    with pytest.raises(RuntimeError):
-        with wh.replace_derived("scores", {"v": 2}) as write:
-            write("a", pa.table({"x": [100]}))
-            assert wh.query("SELECT sum(x) AS s FROM scores")["s"][0] == 6  # readers still see the old table
-            raise RuntimeError("killed mid-way")
+    with pytest.raises(RuntimeError), wh.replace_derived("scores", {"v": 2}) as write:
+        write("a", pa.table({"x": [100]}))
+        assert wh.query("SELECT sum(x) AS s FROM scores")["s"][0] == 6  # readers still see the old table
+        raise RuntimeError("killed mid-way")
     assert wh.query("SELECT sum(x) AS s FROM scores")["s"][0] == 6
     assert wh.derived_params("scores") == {"v": 1}
     assert wh.store.children("derived/scores") == [wh.derived_location("scores").rsplit("/", 1)[1]]

@@ -7,8 +7,8 @@ import os
 
 import duckdb
 
-from warehouse.disk_errors import disk_failure, disk_reason
-from warehouse.errors import WarehouseError
+from ldw.warehouse.disk_errors import disk_failure, disk_reason
+from ldw.warehouse.errors import WarehouseError
 
 
 def test_oserror_by_errno_with_its_filename() -> None:
@@ -24,7 +24,8 @@ def test_oserror_by_errno_with_its_filename() -> None:
 def test_duckdb_text_and_the_cause_chain() -> None:
     wal = duckdb.TransactionException(
         'TransactionContext Error: Failed to commit: Could not write file "/wh/catalog.duckdb.wal": '
-        "No space left on device")
+        "No space left on device"
+    )
     assert disk_failure(wal)[0] == "/wh/catalog.duckdb.wal"
     try:
         try:

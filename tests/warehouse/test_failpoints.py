@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from warehouse.errors import WarehouseError
-from warehouse.failpoints import FAILPOINT_ENV, TRACE_ENV, failpoint
+from ldw.warehouse.errors import WarehouseError
+from ldw.warehouse.failpoints import FAILPOINT_ENV, TRACE_ENV, failpoint
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = "from warehouse.failpoints import failpoint\nfor name in 'abab': failpoint(name); print(name, flush=True)"
@@ -19,8 +19,14 @@ SCRIPT = "from warehouse.failpoints import failpoint\nfor name in 'abab': failpo
 
 def _run(env: dict[str, str]) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in (FAILPOINT_ENV, TRACE_ENV)}
-    return subprocess.run([sys.executable, "-c", SCRIPT], env={**clean, "PYTHONPATH": str(REPO), **env},
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        env={**clean, "PYTHONPATH": str(REPO), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_the_nth_hit_of_the_named_point_kills_the_process(tmp_path: Path) -> None:

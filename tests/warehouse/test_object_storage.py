@@ -17,17 +17,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ldw.app import token_queries
+from ldw.curves.store import compute_metrics
+from ldw.ingest.register import ingest_paths
+from ldw.sweep.evalset import build_eval_set
+from ldw.sweep.run import run_sweep
+from ldw.warehouse import Warehouse, WarehouseError
+from ldw.warehouse.doctor import check_warehouse
+from tests.conftest import TINY_EVAL
+
 s3fs = pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
-
-from app import token_queries  # noqa: E402
-from pipelines.evalset import build_eval_set  # noqa: E402
-from pipelines.ingest import ingest_paths  # noqa: E402
-from pipelines.metrics import compute_metrics  # noqa: E402
-from pipelines.sweep import run_sweep  # noqa: E402
-from warehouse import Warehouse, WarehouseError  # noqa: E402
-from tests.conftest import TINY_EVAL  # noqa: E402
-from warehouse.doctor import check_warehouse  # noqa: E402
 
 BUCKET = "ldw-test"
 
@@ -46,8 +46,12 @@ def s3_endpoint() -> Iterator[str]:
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
     with pytest.MonkeyPatch.context() as patch:
-        for key, value in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": endpoint,
+        }.items():
             patch.setenv(key, value)
         s3fs.S3FileSystem(skip_instance_cache=True).mkdir(BUCKET)
         yield endpoint
@@ -62,8 +66,9 @@ def _remote_warehouse(runs: list[Path], target: Path, url: str) -> Warehouse:
     return Warehouse.open(target)
 
 
-def test_sweep_and_metrics_on_s3_match_a_local_warehouse(s3_endpoint: str, ingested_warehouse: Path,
-                                                          tiny_runs: list[Path], tmp_path: Path) -> None:
+def test_sweep_and_metrics_on_s3_match_a_local_warehouse(
+    s3_endpoint: str, ingested_warehouse: Path, tiny_runs: list[Path], tmp_path: Path
+) -> None:
     url = f"s3://{BUCKET}/sweep-test"
     remote = _remote_warehouse(tiny_runs, tmp_path / "remote", url)
     assert remote.store.remote and remote.store.url == url
@@ -80,8 +85,10 @@ def test_sweep_and_metrics_on_s3_match_a_local_warehouse(s3_endpoint: str, inges
     assert all(remote.store.path(f).startswith(f"{url}/surprisal/") for f in files)
 
     order = "ORDER BY run_id, step, token_idx"
-    np.testing.assert_array_equal(remote.query(f"SELECT * FROM surprisal {order}")["surprisal_bits"].to_numpy(),
-                                  local.query(f"SELECT * FROM surprisal {order}")["surprisal_bits"].to_numpy())
+    np.testing.assert_array_equal(
+        remote.query(f"SELECT * FROM surprisal {order}")["surprisal_bits"].to_numpy(),
+        local.query(f"SELECT * FROM surprisal {order}")["surprisal_bits"].to_numpy(),
+    )
 
     compute_metrics(remote.root, progress=False)
     compute_metrics(ingested_warehouse, progress=False)
@@ -94,8 +101,9 @@ def test_sweep_and_metrics_on_s3_match_a_local_warehouse(s3_endpoint: str, inges
     chunk = token_queries.raw_table_chunk(reader)
     assert chunk is not None
     curve = token_queries.raw_curves(reader, 5, ["seed0"], chunk)
-    expected = local.query("SELECT step, surprisal_bits FROM surprisal WHERE run_id = 'seed0' AND token_idx = 5 "
-                           "ORDER BY step")
+    expected = local.query(
+        "SELECT step, surprisal_bits FROM surprisal WHERE run_id = 'seed0' AND token_idx = 5 ORDER BY step"
+    )
     np.testing.assert_allclose(curve["bits"].to_numpy(), expected["surprisal_bits"].to_numpy(), rtol=1e-6)
 
 
@@ -104,7 +112,8 @@ def test_doctor_on_s3_names_a_missing_object(s3_endpoint: str, tiny_runs: list[P
     remote = _remote_warehouse(tiny_runs, tmp_path / "remote", url)
     run_sweep(remote.root, run_ids=["seed0"], progress=False)
     victim = remote.store.path(
-        remote.query("SELECT surprisal_file FROM checkpoints WHERE status = 'done' LIMIT 1")["surprisal_file"][0])
+        remote.query("SELECT surprisal_file FROM checkpoints WHERE status = 'done' LIMIT 1")["surprisal_file"][0]
+    )
     s3fs.S3FileSystem(skip_instance_cache=True).rm(victim)
     problems = check_warehouse(Warehouse.open(remote.root))
     assert problems == [f"{victim}: cataloged file is missing"]
@@ -112,13 +121,18 @@ def test_doctor_on_s3_names_a_missing_object(s3_endpoint: str, tiny_runs: list[P
 
 def test_cli_init_with_storage_and_refusals(s3_endpoint: str, tmp_path: Path) -> None:
     url = f"s3://{BUCKET}/cli-test"
-    done = subprocess.run([sys.executable, "-m", "pipelines.cli", "init", "-w", str(tmp_path / "wh"),
-                           "--storage", url], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "ldw", "init", "-w", str(tmp_path / "wh"), "--storage", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert url in done.stdout
     assert Warehouse.open(tmp_path / "wh").store.url == url
-    status = subprocess.run([sys.executable, "-m", "pipelines.cli", "status", "-w", str(tmp_path / "wh")],
-                            capture_output=True, text=True, timeout=120)
+    status = subprocess.run(
+        [sys.executable, "-m", "ldw", "status", "-w", str(tmp_path / "wh")], capture_output=True, text=True, timeout=120
+    )
     assert f"Parquet tables: {url}" in status.stdout, status.stdout + status.stderr
     with pytest.raises(WarehouseError, match="Parquet storage is s3://ldw-test/cli-test, not s3://ldw-test/other"):
         Warehouse.create(tmp_path / "wh", storage=f"s3://{BUCKET}/other")

@@ -1,0 +1,139 @@
+"""``ldw`` analysis commands: metrics, n-grams, exports, spikes, schedule law, weight probes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ldw.cli.common import DEFAULT_WAREHOUSE, QuietOpt, WarehouseOpt, console, err
+
+
+def metrics(
+    warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
+    window: Annotated[float, typer.Option(help="Final-surprisal window: the last fraction of training steps.")] = 0.25,
+    sigmoid: Annotated[bool, typer.Option(help="Also fit the sigmoid AoA of Chang & Bergen (2022).")] = False,
+    chunk_tokens: Annotated[int, typer.Option(help="Tokens per chunk (bounds memory).")] = 65_536,
+    no_curves: Annotated[bool, typer.Option("--no-curves", help="Do not store the smoothed curves G.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Learning-curve metrics per token: final surprisal, variability, GAM-smoothed AoA, forgettability."""
+    from ldw.curves.store import compute_metrics
+
+    summary = compute_metrics(warehouse, window, sigmoid, chunk_tokens, progress=not quiet, store_curves=not no_curves)
+    console.print(
+        f"metrics for {summary['tokens']:,} tokens x {len(summary['runs'])} runs in {summary['seconds']:.1f} s: "
+        + ", ".join(summary["tables"])
+    )
+    for skipped in summary["skipped_runs"]:
+        err.print(f"[yellow]skipped[/yellow] {skipped}")
+
+
+def ngrams(
+    warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
+    corpus: Annotated[
+        str,
+        typer.Option(help="Reference corpus: 'builtin' or a .txt/.jsonl/.parquet file (ideally the training data)."),
+    ] = "builtin",
+    split: Annotated[
+        str, typer.Option(help="all | train | heldout (train = the documents the reference trainer used).")
+    ] = "all",
+    heldout_fraction: Annotated[float, typer.Option(help="Held-out fraction used by --split.")] = 0.1,
+    tokenizer: Annotated[Optional[Path], typer.Option(help="Tokenizer folder (default: the evaluation set's).")] = None,
+    max_n: Annotated[int, typer.Option(help="Highest n-gram order.")] = 5,
+    quiet: QuietOpt = False,
+) -> None:
+    """Count 1..5-grams of a reference corpus and store each evaluation token's n-gram predictors."""
+    from ldw.ngrams.store import compute_ngram_stats
+
+    s = compute_ngram_stats(
+        warehouse, corpus, tokenizer, max_n, progress=not quiet, split=split, heldout_fraction=heldout_fraction
+    )
+    console.print(
+        f"counted {s['n_tokens_counted']:,} tokens in {s['n_documents']:,} documents; "
+        f"ngram_stats for {s['n_eval_tokens']:,} tokens ({s['total_s']} s)"
+    )
+
+
+def export_ngram_correlations(
+    out: Annotated[Path, typer.Option(help="Folder to write the CSV and Parquet files into.")],
+    warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
+) -> None:
+    """Pearson/Spearman correlations and OLS fits of every metric against every n-gram predictor."""
+    from ldw.ngrams.export import export_ngram_correlations as export
+
+    for path in export(warehouse, out):
+        console.print(f"wrote {path}")
+
+
+def spikes(
+    warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
+    trace: Annotated[
+        Optional[list[str]], typer.Option(help="Traces to scan (repeatable; default loss and grad_norm).")
+    ] = None,
+    k: Annotated[float, typer.Option(help="Threshold in robust MADs above the trailing median.")] = 6.0,
+    window: Annotated[int, typer.Option(help="Trailing baseline window, in logged points.")] = 50,
+    min_points: Annotated[int, typer.Option(help="Minimum points above threshold for a spike.")] = 1,
+    merge_gap: Annotated[int, typer.Option(help="Merge spikes closer than this many points.")] = 5,
+    top_n: Annotated[int, typer.Option(help="Tokens kept per spike in spike_tokens.")] = 1000,
+) -> None:
+    """Detect loss / grad-norm spikes and list the tokens whose surprisal rose most across each."""
+    from ldw.dynamics.spikes import SpikeParams
+    from ldw.dynamics.spikes_store import detect_spikes_in_warehouse, spike_tokens_in_warehouse
+
+    params = SpikeParams(window=window, k=k, min_points=min_points, merge_gap=merge_gap)
+    found = detect_spikes_in_warehouse(warehouse, tuple(trace or ("loss", "grad_norm")), params)
+    console.print(f"{found} spikes found (table spikes)")
+    if found:
+        tokens = spike_tokens_in_warehouse(warehouse, top_n)
+        console.print(f"{tokens} loss spikes bracketed by checkpoints: their top risers are in table spike_tokens")
+
+
+def fit_schedule(
+    run: Annotated[list[str], typer.Option(help="Run(s) to fit (repeatable); they share one set of parameters.")],
+    warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
+    predict: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            help="Schedules to predict: cosine | wsd | constant | multistep (options as name:key=value,...), "
+            "run:ID, a training-log file or a .txt with one LR per line."
+        ),
+    ] = None,
+    decay: Annotated[float, typer.Option(help="Momentum decay of the annealing area S2.")] = 0.999,
+    fit_from: Annotated[float, typer.Option(help="Fit from this fraction of steps (after warmup).")] = 0.05,
+) -> None:
+    """Fit the LR-annealing loss law L0 + A*S1^-alpha - C*S2 and predict other schedules."""
+    from rich.table import Table
+
+    from ldw.dynamics.lr_law_store import fit_schedule_in_warehouse
+
+    result = fit_schedule_in_warehouse(warehouse, run, predict or (), fit_from_fraction=fit_from, decay=decay)
+    p = result.fit.params
+    console.print(
+        f"L0={p.L0:.4g} A={p.A:.4g} alpha={p.alpha:.4g} C={p.C:.4g}; fit RMSE {result.fit.rmse:.4g}, "
+        f"MAPE {result.fit.mape_pct:.2f}% on {result.fit.n_points} points"
+    )
+    if result.errors.height:
+        table = Table(title="prediction error against observed loss")
+        for column in result.errors.columns:
+            table.add_column(column)
+        for row in result.errors.iter_rows():
+            table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+        console.print(table)
+
+
+def probe_weights(
+    warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
+    run: Annotated[Optional[list[str]], typer.Option(help="Only these runs (repeatable).")] = None,
+    sequences: Annotated[int, typer.Option(help="Evaluation sequences in the probe batch.")] = 8,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Per-checkpoint weight probes: sigma1 and SEC of Wq^T Wk per head, attention entropy, norms."""
+    from ldw.dynamics.weight_probes import probe_weights_in_warehouse
+
+    summary = probe_weights_in_warehouse(warehouse, run, sequences, progress=not quiet, device=device)
+    console.print(f"{summary.rows} rows from {summary.checkpoints} checkpoints (table weight_probes)")
+    for run_id, step, error in summary.failures:
+        err.print(f"[red]failed[/red] {run_id} step {step}: {error}", highlight=False)

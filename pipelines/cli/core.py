@@ -1,0 +1,185 @@
+"""The core ``ldw`` commands: init, ingest, evalset, sweep, status, doctor, demo, app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ldw.cli.common import DEFAULT_WAREHOUSE, QuietOpt, WarehouseOpt, console, err
+from ldw.errors import LdwError
+
+
+def init(
+    warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
+    storage: Annotated[
+        Optional[str],
+        typer.Option(help="fsspec URL for the Parquet tables, e.g. s3://bucket/prefix (default: WAREHOUSE/parquet)."),
+    ] = None,
+) -> None:
+    """Create an empty warehouse; with --storage its Parquet tables live on object storage."""
+    from ldw.warehouse import Warehouse
+
+    wh = Warehouse.create(warehouse, storage)
+    console.print(f"warehouse {wh.root}: catalog {wh.catalog_path.name}, Parquet tables in {wh.store.url}")
+
+
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="Run folders (or folders of run folders).")],
+    warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
+    name: Annotated[Optional[str], typer.Option(help="Run name (one run only); default: the folder name.")] = None,
+    tokenizer: Annotated[Optional[Path], typer.Option(help="Tokenizer folder when the run has none.")] = None,
+    tokens_per_step: Annotated[
+        Optional[int], typer.Option(help="Training tokens per step (e.g. 2097152 for Pythia).")
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Register runs: checkpoints (HF Trainer, stepN, save_pretrained folders), tokenizer, training log."""
+    from ldw.ingest.register import ingest_paths
+
+    for result in ingest_paths(warehouse, paths, name, tokenizer, tokens_per_step, progress=not quiet):
+        console.print(
+            f"[bold]{result.run_id}[/bold] ({result.kind}) from {result.source}: {result.n_checkpoints} checkpoints, "
+            f"{result.n_new} new or changed, {result.n_duplicates} duplicate weights, {result.n_trace_rows} trace rows"
+        )
+        for warning in result.warnings:
+            err.print(f"[yellow]warning[/yellow] {warning}")
+
+
+def evalset(
+    warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
+    corpus: Annotated[str, typer.Option(help="'builtin' or a .txt/.jsonl/.parquet file of documents.")] = "builtin",
+    split: Annotated[
+        str, typer.Option(help="all | heldout | train (heldout = the documents the reference trainer left out).")
+    ] = "all",
+    seq_len: Annotated[int, typer.Option(help="Tokens per evaluation sequence.")] = 128,
+    sequences: Annotated[Optional[int], typer.Option(help="Sample this many sequences (default: all).")] = None,
+    positions: Annotated[
+        Optional[int], typer.Option(help="Score K sampled positions per sequence (default: every position).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    prefix_token_id: Annotated[
+        Optional[int], typer.Option(help="Prepend this token (e.g. BOS) so position 0 is scored too.")
+    ] = None,
+    tokenizer: Annotated[Optional[Path], typer.Option(help="Tokenizer folder (default: the first run's).")] = None,
+    replace: Annotated[bool, typer.Option(help="Replace a different existing set (drops its surprisal).")] = False,
+) -> None:
+    """Build the tokens-in-context evaluation set every run is scored on."""
+    from ldw.sweep.evalset import EvalSetConfig, build_eval_set
+
+    config = EvalSetConfig(
+        corpus=corpus,
+        split=split,
+        seq_len=seq_len,
+        n_sequences=sequences,
+        positions_per_sequence=positions,
+        seed=seed,
+        prefix_token_id=prefix_token_id,
+        tokenizer_path=str(tokenizer) if tokenizer else "",
+    )
+    summary = build_eval_set(warehouse, config, replace=replace)
+    state = "built" if summary["written"] else "already present"
+    console.print(f"evaluation set {state}: {summary['sequences']} sequences, {summary['tokens']} tokens scored")
+
+
+def sweep(
+    warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
+    run: Annotated[Optional[list[str]], typer.Option(help="Only these run ids (repeatable).")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda[:i].")] = "auto",
+    batch_size: Annotated[Optional[int], typer.Option(help="Sequences per forward pass.")] = None,
+    shard: Annotated[
+        Optional[str],
+        typer.Option(
+            help="I/N: only every N-th checkpoint from the I-th (0-based), "
+            "e.g. $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT."
+        ),
+    ] = None,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="local (this process) | ray (one task per checkpoint on a Ray cluster; needs the 'cluster' extra)."
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Ray cluster for --executor ray (host:port, auto, ray://...); default: $RAY_ADDRESS, else a local one."
+        ),
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Score every evaluation token under every pending checkpoint; resumes where it stopped."""
+    from ldw.sweep.run import run_sweep
+
+    summary = run_sweep(
+        warehouse,
+        run,
+        device,
+        batch_size,
+        progress=not quiet,
+        shard=_parse_shard(shard),
+        executor=executor,
+        ray_address=ray_address,
+    )
+    rate = summary.tokens / summary.seconds if summary.seconds else 0.0
+    console.print(
+        f"scored {summary.scored} checkpoints ({summary.tokens:,} tokens, {rate:,.0f} tok/s), "
+        f"{summary.skipped} already done, {len(summary.failed)} failed"
+    )
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise LdwError(f"--shard must look like I/N (e.g. 0/4), not '{text}'") from None
+    return index, count
+
+
+def status(warehouse: WarehouseOpt = DEFAULT_WAREHOUSE) -> None:
+    """Show runs, checkpoint sweep status (done / pending / failed) and derived tables."""
+    from ldw.cli.status import print_status
+
+    print_status(warehouse, console)
+
+
+def doctor(warehouse: Annotated[Path, typer.Argument(help="Warehouse folder to verify.")] = DEFAULT_WAREHOUSE) -> None:
+    """Verify a warehouse: every cataloged file exists, row counts match, schemas match their version."""
+    from ldw.warehouse import Warehouse
+    from ldw.warehouse.doctor import check_warehouse
+
+    problems = check_warehouse(Warehouse.open(warehouse, read_only=True))
+    for problem in problems:
+        err.print(f"[red]problem[/red] {problem}", highlight=False)
+    if problems:
+        raise typer.Exit(1)
+    console.print(f"{Path(warehouse).resolve()}: sound")
+
+
+def demo(
+    warehouse: WarehouseOpt = Path("ldw-demo"),
+    quiet: QuietOpt = False,
+) -> None:
+    """Offline demo: train 3 tiny seeds on Python's bundled docs, sweep, and analyse them."""
+    from ldw.demo import run_demo
+
+    run_demo(warehouse, console, progress=not quiet)
+
+
+def app_command(
+    warehouse: Annotated[Path, typer.Argument(envvar="LDW_WAREHOUSE", help="Warehouse folder.")] = DEFAULT_WAREHOUSE,
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
+    host: Annotated[
+        str, typer.Option(help="Address to bind (localhost by default; 0.0.0.0 shares it on the network).")
+    ] = "127.0.0.1",
+) -> None:
+    """Open the Streamlit explorer on a warehouse (http://127.0.0.1:PORT)."""
+    from ldw.app.launch import launch
+
+    console.print(f"serving {Path(warehouse).resolve()} at http://{host}:{port}  (Ctrl-C stops)")
+    raise typer.Exit(launch(warehouse, port, host))

@@ -1,0 +1,45 @@
+"""``ldw status``: what a warehouse holds and what is left to do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from ldw.warehouse import Warehouse
+
+
+def print_status(warehouse: Path, console: Console) -> None:
+    """Print runs with checkpoint counts by status, failures, the eval set and derived tables."""
+    wh = Warehouse.open(warehouse, read_only=True)
+    counts = wh.query(
+        "SELECT r.run_id AS run, r.source_kind AS kind, count(c.step) AS ckpts, "
+        "count(*) FILTER (WHERE c.status = 'done') AS done, "
+        "count(*) FILTER (WHERE c.status = 'pending') AS pending, "
+        "count(*) FILTER (WHERE c.status = 'failed') AS failed, "
+        "count(c.duplicate_of) AS dup, concat(min(c.step), '-', max(c.step)) AS steps "
+        "FROM runs r LEFT JOIN checkpoints c USING (run_id) GROUP BY ALL ORDER BY r.run_id"
+    )
+    table = Table(title=f"warehouse {wh.root}")
+    for column in counts.columns:
+        table.add_column(column, no_wrap=True)
+    for row in counts.iter_rows():
+        table.add_row(*["" if v is None else str(v) for v in row])
+    console.print(table)
+    if wh.store.remote:
+        console.print(f"Parquet tables: {wh.store.url}", highlight=False)
+    failed = wh.query("SELECT run_id, step, error FROM checkpoints WHERE status = 'failed' ORDER BY run_id, step")
+    for run_id, step, error in failed.iter_rows():
+        console.print(f"[red]failed[/red] {run_id} step {step}: {error}", highlight=False)
+    config = wh.eval_config()
+    if config is None:
+        console.print("evaluation set: none (run `ldw evalset`)")
+    else:
+        console.print(
+            f"evaluation set: {wh.token_count():,} tokens from {config['corpus']} ({config['split']}), "
+            f"seq_len {config['seq_len']}, vocab {config['vocab_size']}"
+        )
+    derived = wh.query("SELECT table_name, computed_at FROM derived_tables ORDER BY table_name")
+    if derived.height:
+        console.print("derived tables: " + ", ".join(derived["table_name"].to_list()))

@@ -1,0 +1,239 @@
+"""``ldw metrics``: learning-curve metrics for every run in a warehouse, chunk by chunk.
+
+Reads each run's surprisal matrix a block of tokens at a time (memory stays
+bounded by ``chunk_tokens``), computes the per-run metrics of
+:mod:`ldw.curves.metrics` and the cross-run variability, and writes three
+derived tables, one Parquet part per token chunk:
+
+* ``token_metrics`` (run, token): final_surprisal, within_run_var,
+  aoa_log10_step, aoa_step, aoa_threshold_bits, forgettability, gam_lambda
+  [, sigmoid_aoa_log10_step, sigmoid_aoa_step];
+* ``crossrun_metrics`` (token): crossrun_var, n_runs and the run means of the
+  metrics (mean_final_surprisal, mean_within_run_var, mean_aoa_log10_step,
+  mean_forgettability [, mean_sigmoid_aoa_log10_step]);
+* ``token_curves_smoothed`` (run, token): g_bits, the GAM curve G at that
+  run's checkpoints with step > 0 (``params["steps"][run_id]``), for drawing;
+* ``token_curves_raw`` (token, run, step): the raw surprisal again, token-major,
+  so the app reads one token's curves from one part (``chunk_tokens`` per part).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ldw.curves.aoa import N_GRID, PROPORTION, chance_bits
+from ldw.curves.gam import DEFAULT_LAMS, GCV_GAMMA, N_SPLINES
+from ldw.curves.metrics import (
+    MIN_POSITIVE_STEPS,
+    WINDOW,
+    CrossRunAccumulator,
+    RunMetrics,
+    SmootherCache,
+    common_steps,
+    run_metrics,
+)
+from ldw.errors import LdwError
+from ldw.warehouse import Warehouse
+from ldw.warehouse.parquet_io import ROW_GROUP_SIZE
+
+CURVE_TABLES = ("token_curves_smoothed", "token_curves_raw")
+TABLES = ("token_metrics", "crossrun_metrics", *CURVE_TABLES)
+MEANED = ("final_surprisal", "within_run_var", "aoa_log10_step", "forgettability")
+
+
+def _run_columns(metrics: RunMetrics) -> dict[str, np.ndarray]:
+    columns = {
+        "final_surprisal": metrics.final_surprisal,
+        "within_run_var": metrics.within_run_var,
+        "aoa_log10_step": metrics.aoa.log10_step,
+        "aoa_step": metrics.aoa.step,
+        "aoa_threshold_bits": metrics.aoa.threshold,
+        "forgettability": metrics.forgettability,
+        "gam_lambda": metrics.lam,
+    }
+    if metrics.sigmoid_aoa is not None:
+        columns["sigmoid_aoa_log10_step"] = metrics.sigmoid_aoa.log10_step
+        columns["sigmoid_aoa_step"] = metrics.sigmoid_aoa.step
+    return columns
+
+
+def _token_table(run_id: str, token_idx: np.ndarray, columns: dict[str, np.ndarray]) -> pa.Table:
+    data: dict[str, Any] = {
+        "run_id": pa.array([run_id] * len(token_idx), pa.string()),
+        "token_idx": pa.array(token_idx, pa.int64()),
+    }
+    data.update({name: pa.array(values, pa.float64()) for name, values in columns.items()})
+    return pa.table(data)
+
+
+def _curve_table(run_id: str, token_idx: np.ndarray, smoothed: np.ndarray) -> pa.Table:
+    n_tokens, n_steps = smoothed.shape
+    offsets = pa.array(np.arange(n_tokens + 1, dtype=np.int32) * n_steps, pa.int32())
+    values = pa.array(smoothed.astype(np.float32).ravel(), pa.float32())
+    return pa.table(
+        {
+            "run_id": pa.array([run_id] * n_tokens, pa.string()),
+            "token_idx": pa.array(token_idx, pa.int64()),
+            "g_bits": pa.ListArray.from_arrays(offsets, values),
+        }
+    )
+
+
+def raw_curve_table(
+    run_ids: list[str], steps: list[np.ndarray], token_idx: np.ndarray, matrices: list[np.ndarray]
+) -> pa.Table:
+    """Token-major copy of the raw surprisal (token, then run, then step) so one token's curves are one read."""
+    values = np.concatenate(matrices, axis=1)  # [T, sum of each run's checkpoints]
+    codes = np.concatenate([np.full(len(s), i, dtype=np.int32) for i, s in enumerate(steps)])
+    n = len(token_idx)
+    return pa.table(
+        {
+            "run_id": pa.DictionaryArray.from_arrays(pa.array(np.tile(codes, n)), pa.array(run_ids)),
+            "step": pa.array(np.tile(np.concatenate(steps), n), pa.int64()),
+            "token_idx": pa.array(np.repeat(token_idx, values.shape[1]), pa.int64()),
+            "surprisal_bits": pa.array(values.ravel(), pa.float32()),
+        }
+    )
+
+
+def _crossrun_table(token_idx: np.ndarray, crossrun: np.ndarray, per_run: list[dict[str, np.ndarray]]) -> pa.Table:
+    data: dict[str, Any] = {
+        "token_idx": pa.array(token_idx, pa.int64()),
+        "crossrun_var": pa.array(crossrun, pa.float64()),
+        "n_runs": pa.array(np.full(len(token_idx), len(per_run), dtype=np.int32), pa.int32()),
+    }
+    names = list(MEANED) + (["sigmoid_aoa_log10_step"] if "sigmoid_aoa_log10_step" in per_run[0] else [])
+    for name in names:
+        stacked = np.stack([columns[name] for columns in per_run])
+        data[f"mean_{name}"] = pa.array(stacked.mean(axis=0), pa.float64())
+    return pa.table(data)
+
+
+def _usable_runs(wh: Warehouse) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Steps of each run with enough swept checkpoints, and why the others are skipped."""
+    steps, skipped = {}, {}
+    for run_id in wh.run_ids():
+        run_steps, _, _ = wh.surprisal_matrix(run_id, 0, 0)
+        n_positive = int(np.sum(run_steps > 0))
+        if n_positive >= MIN_POSITIVE_STEPS:
+            steps[run_id] = run_steps
+        else:
+            skipped[run_id] = f"{n_positive} swept checkpoints with step > 0 (need {MIN_POSITIVE_STEPS})"
+    if not steps:
+        raise LdwError(
+            f"{wh.root}: no run has {MIN_POSITIVE_STEPS}+ swept checkpoints with step > 0; run `ldw sweep` first"
+        )
+    return steps, skipped
+
+
+def compute_metrics(
+    warehouse_path: Path,
+    window: float = WINDOW,
+    sigmoid: bool = False,
+    chunk_tokens: int = ROW_GROUP_SIZE,
+    progress: bool = True,
+    store_curves: bool = True,
+) -> dict[str, Any]:
+    """Compute and store the learning-curve metrics of every swept run; returns a summary.
+
+    ``chunk_tokens`` defaults to the warehouse's Parquet row-group size so each
+    chunk decodes each surprisal file's row group once.
+    """
+    if chunk_tokens < 1:
+        raise LdwError(f"--chunk-tokens must be at least 1, not {chunk_tokens}")
+    started = time.perf_counter()
+    wh = Warehouse.open(Path(warehouse_path))
+    n_tokens = wh.token_count()
+    chance = chance_bits(wh.vocab_size())
+    run_steps, skipped = _usable_runs(wh)
+    run_ids = list(run_steps)
+    shared = common_steps(list(run_steps.values()))
+    params = {
+        "window": window,
+        "window_rule": "step >= (1 - window) * max_step",
+        "lams": DEFAULT_LAMS.tolist(),
+        "n_splines": N_SPLINES,
+        "gcv_gamma": GCV_GAMMA,
+        "aoa_grid_points": N_GRID,
+        "aoa_proportion": PROPORTION,
+        "vocab_size": wh.vocab_size(),
+        "chance_bits": chance,
+        "sigmoid": sigmoid,
+        "runs": run_ids,
+        "skipped_runs": skipped,
+        "steps": {r: s[s > 0].tolist() for r, s in run_steps.items()},
+        "crossrun_steps": shared.tolist(),
+        "n_tokens": n_tokens,
+    }
+    tables = [t for t in TABLES if store_curves or t not in CURVE_TABLES]
+    if not store_curves:
+        for table in CURVE_TABLES:
+            wh.clear_derived(table)  # stale curves would not match the new metrics
+    raw_params = {
+        "steps": {r: s.tolist() for r, s in run_steps.items()},
+        "chunk_tokens": chunk_tokens,
+        "order": "token_idx, run_id, step",
+    }
+    smoothers = SmootherCache()
+    chunks = list(range(0, n_tokens, chunk_tokens))
+    console = Console(stderr=True, quiet=not progress)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+    )
+    with ExitStack() as stack:
+        bar = stack.enter_context(Progress(*columns, console=console, disable=not progress))
+        # each table is swapped in only once every chunk is written: readers never see a partial table
+        write = {
+            t: stack.enter_context(wh.replace_derived(t, raw_params if t == "token_curves_raw" else params))
+            for t in tables
+        }
+        task = bar.add_task("metrics", total=len(chunks) * len(run_ids))
+        for index, lo in enumerate(chunks):
+            hi = min(n_tokens, lo + chunk_tokens)
+            per_run, token_parts, curve_parts, raw_parts = [], [], [], []
+            accumulator = CrossRunAccumulator(shared)
+            tokens = None
+            for run_id in run_ids:
+                steps, token_idx, values = wh.surprisal_matrix(run_id, lo, hi)
+                source = f"{wh.root} run {run_id} tokens {lo}:{hi}"
+                if not np.array_equal(steps, run_steps[run_id]):
+                    raise LdwError(f"{source}: checkpoints changed while metrics ran (a sweep writing?); rerun")
+                if tokens is not None and not np.array_equal(token_idx, tokens):
+                    raise LdwError(f"{source}: token_idx differs from run {run_ids[0]}")
+                tokens = token_idx
+                metrics = run_metrics(steps, values, chance, window, sigmoid, N_GRID, smoothers, source)
+                accumulator.add(metrics.steps, metrics.smoothed)
+                per_run.append(_run_columns(metrics))
+                token_parts.append(_token_table(run_id, token_idx, per_run[-1]))
+                if store_curves:
+                    curve_parts.append(_curve_table(run_id, token_idx, metrics.smoothed))
+                    raw_parts.append(values)
+                bar.advance(task)
+            part = f"chunk-{index:06d}"
+            write["token_metrics"](part, pa.concat_tables(token_parts))
+            write["crossrun_metrics"](part, _crossrun_table(tokens, accumulator.result(), per_run))
+            if store_curves:
+                write["token_curves_smoothed"](part, pa.concat_tables(curve_parts))
+                write["token_curves_raw"](
+                    part, raw_curve_table(run_ids, [run_steps[r] for r in run_ids], tokens, raw_parts)
+                )
+    return {
+        "runs": run_ids,
+        "skipped_runs": skipped,
+        "tokens": n_tokens,
+        "chunks": len(chunks),
+        "tables": tables,
+        "seconds": time.perf_counter() - started,
+        "params": params,
+    }

@@ -1,0 +1,124 @@
+"""``ldw ngrams``: count a reference corpus and store every evaluation token's n-gram predictors.
+
+The corpus is tokenized a batch of documents at a time and streamed into the
+counter, so only the counts (not the tokenized corpus) are held in memory. The
+predictors are defined in :mod:`ldw.ngrams.features`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ldw.corpus import corpus_documents
+from ldw.errors import LdwError
+from ldw.ngrams.counts import DEFAULT_CHUNK_TOKENS, NgramCounter
+from ldw.ngrams.features import TABLE, ngram_features
+from ldw.probe.tokenizing import encode_documents, load_tokenizer, tokenizer_fingerprint
+from ldw.warehouse import Warehouse
+
+
+def _tokenized_documents(tokenizer: Any, docs: list[str], progress: bool) -> Iterator[np.ndarray]:
+    """Token ids of each document followed by eos, tokenized a batch at a time."""
+    console = Console(stderr=True, quiet=not progress)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} docs"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, disable=not progress) as bar:
+        task = bar.add_task("n-gram counts", total=len(docs))
+        for ids in encode_documents(tokenizer, docs):
+            yield ids
+            bar.advance(task)
+
+
+def _eval_inputs(wh: Warehouse) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+    """Evaluation sequences (indexed 0..S-1) and each token's (index, position, token_idx)."""
+    seqs = wh.eval_sequences()
+    tokens = wh.eval_tokens()
+    if seqs.height == 0 or tokens.height == 0:
+        raise LdwError(f"{wh.root}: the evaluation set is empty; run `ldw evalset` first")
+    seq_ids = seqs["seq_id"].to_numpy()
+    flat = seqs["input_ids"].explode().drop_nulls().to_numpy().astype(np.int64)
+    lengths = seqs["input_ids"].list.len().to_numpy().astype(np.int64)
+    sequences = np.split(flat, np.cumsum(lengths)[:-1])
+    index = np.searchsorted(seq_ids, tokens["seq_id"].to_numpy())
+    index = np.minimum(index, len(seq_ids) - 1)
+    if np.any(seq_ids[index] != tokens["seq_id"].to_numpy()):
+        raise LdwError(f"{wh.root}: eval_tokens names a seq_id missing from eval_sequences")
+    position = tokens["position"].to_numpy().astype(np.int64)
+    inside = (position >= 0) & (position < lengths[index])
+    flat_pos = (np.cumsum(lengths) - lengths)[index] + np.where(inside, position, 0)
+    if not inside.all() or np.any(flat[flat_pos] != tokens["token_id"].to_numpy()):
+        raise LdwError(f"{wh.root}: eval_tokens disagrees with eval_sequences (token_id at seq_id/position)")
+    return sequences, index, position, tokens["token_idx"].to_numpy()
+
+
+def _reference_tokenizer(wh: Warehouse, tokenizer_path: Path | None) -> tuple[Any, Path]:
+    """The tokenizer to count with; it must tokenize exactly like the evaluation set's."""
+    config = wh.require_eval_config()
+    path = Path(tokenizer_path) if tokenizer_path is not None else Path(config["tokenizer_path"])
+    tokenizer = load_tokenizer(path)
+    if tokenizer_fingerprint(tokenizer) != config["tokenizer_fingerprint"]:
+        raise LdwError(f"{path}: tokenizer differs from the one the evaluation set was built with")
+    return tokenizer, path
+
+
+def compute_ngram_stats(
+    warehouse_path: Path,
+    corpus: str,
+    tokenizer_path: Path | None = None,
+    max_n: int = 5,
+    progress: bool = True,
+    split: str = "all",
+    heldout_fraction: float = 0.1,
+    chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+) -> dict[str, Any]:
+    """Count n-grams of a reference corpus and store every evaluation token's predictors.
+
+    ``corpus`` is ``"builtin"`` or a text/JSONL/Parquet file (documents as in
+    :func:`ldw.corpus.load_documents`), optionally only its ``split``
+    ("train" = the documents the reference trainer trained on); each document
+    plus eos is one sequence. The tokenizer defaults to the evaluation set's.
+    Writes the derived table ``ngram_stats`` and returns its parameters plus timings.
+    """
+    started = time.perf_counter()
+    wh = Warehouse.open(Path(warehouse_path))
+    tokenizer, tok_path = _reference_tokenizer(wh, tokenizer_path)
+    sequences, seq_index, position, token_idx = _eval_inputs(wh)
+    docs = corpus_documents(corpus, split, heldout_fraction)
+    vocab_size = max(len(tokenizer), wh.vocab_size())
+    counter = NgramCounter(vocab_size, max_n, chunk_tokens)
+    counter.update(_tokenized_documents(tokenizer, docs, progress))
+    counts = counter.finish()
+    counted = time.perf_counter()
+    features = ngram_features(counts, sequences, seq_index, position, token_idx)
+    params = {
+        "corpus": corpus,
+        "split": split,
+        "heldout_fraction": heldout_fraction if split != "all" else None,
+        "tokenizer_path": str(tok_path.resolve()),
+        "max_n": max_n,
+        "n_tokens_counted": counts.n_tokens,
+        "n_documents": counts.n_sequences,
+        "distinct_ngrams": [counts.distinct(k) for k in range(1, max_n + 1)],
+        "vocab_size": vocab_size,
+        "eos_appended": tokenizer.eos_token_id is not None,
+        "backoff": "highest order with a nonzero count (plain backoff, no discount)",
+        "unseen_unigram": "smallest nonzero unigram probability",
+    }
+    wh.write_derived(TABLE, features.to_arrow(), params)
+    return {
+        **params,
+        "n_eval_tokens": features.height,
+        "count_s": round(counted - started, 2),
+        "total_s": round(time.perf_counter() - started, 2),
+    }
