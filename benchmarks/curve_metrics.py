@@ -134,11 +134,11 @@ def bench_run_metrics(steps: np.ndarray, curves: np.ndarray, n_runs: int, full_c
 def bench_pipeline(root: Path, full_curves: int) -> dict:
     """``compute_metrics`` on a warehouse (reads, metrics, writes), extrapolated linearly in curves."""
     summary, seconds, cpu = timed_cpu(lambda: compute_metrics(root, progress=False))
-    curves = summary["tokens"] * len(summary["runs"])
-    checkpoints = len(next(iter(summary["params"]["steps"].values())))
+    curves = summary.tokens * len(summary.runs)
+    checkpoints = len(next(iter(summary.params["steps"].values())))
     return {
-        "tokens": summary["tokens"],
-        "runs": len(summary["runs"]),
+        "tokens": summary.tokens,
+        "runs": len(summary.runs),
         "positive_checkpoints": checkpoints,
         "compute_metrics_s": seconds,
         "cpu_s": cpu,

@@ -9,23 +9,21 @@ and prints a first result and what to run next. A second run reuses what is ther
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from ldw.corpus import corpus_documents
-from ldw.curves.store import compute_metrics
-from ldw.ingest.register import ingest_paths
 from ldw.ngrams.correlations import summary_table
 from ldw.ngrams.export import ngram_correlations
-from ldw.ngrams.store import compute_ngram_stats
 from ldw.probe.tokenizing import has_tokenizer
-from ldw.sweep.evalset import EvalSetConfig, build_eval_set
-from ldw.sweep.run import run_sweep
+from ldw.sweep.config import EvalSetConfig
 from ldw.train.bpe import train_bpe_tokenizer
 from ldw.train.config import TrainConfig
 from ldw.train.trainer import train_run
+from ldw.workbench import Workbench
 
 SEEDS = (0, 1, 2)
 DEMO_TRAIN = TrainConfig()
@@ -45,22 +43,21 @@ def run_demo(warehouse: Path, console: Console, progress: bool = True) -> None:
     for seed in SEEDS:
         config = TrainConfig(**{**DEMO_TRAIN.to_dict(), "seed": seed, "tokenizer": str(tokenizer_dir)})
         run_dirs.append(train_run(config, runs_dir / f"seed{seed}", progress=progress))
+    wb = Workbench.open(warehouse, create=True, progress=progress)
     console.rule("[bold]2/6 ingest")
-    for result in ingest_paths(warehouse, run_dirs, progress=progress):
+    for result in wb.ingest(run_dirs):
         console.print(f"{result.run_id}: {result.n_checkpoints} checkpoints, {result.n_trace_rows} trace rows")
     console.rule("[bold]3/6 evaluation set")
-    summary = build_eval_set(warehouse, EvalSetConfig(**{**DEMO_EVAL.__dict__, "tokenizer_path": str(tokenizer_dir)}))
-    console.print(f"{summary['sequences']} held-out sequences, {summary['tokens']:,} tokens in context")
+    evalset = wb.evalset(dataclasses.replace(DEMO_EVAL, tokenizer_path=str(tokenizer_dir)))
+    console.print(f"{evalset.sequences} held-out sequences, {evalset.tokens:,} tokens in context")
     console.rule("[bold]4/6 sweep")
-    sweep = run_sweep(warehouse, progress=progress, console=console)
+    sweep = wb.sweep()
     console.print(f"scored {sweep.scored} checkpoints, {sweep.skipped} already done, {len(sweep.failed)} failed")
     console.rule("[bold]5/6 learning-curve metrics")
-    metrics = compute_metrics(warehouse, progress=progress)
-    console.print(f"metrics for {metrics['tokens']:,} tokens x {len(metrics['runs'])} runs")
+    metrics = wb.metrics()
+    console.print(f"metrics for {metrics.tokens:,} tokens x {len(metrics.runs)} runs")
     console.rule("[bold]6/6 n-gram statistics of the training documents")
-    compute_ngram_stats(
-        warehouse, "builtin", progress=progress, split="train", heldout_fraction=DEMO_TRAIN.eval_fraction
-    )
+    wb.ngrams(corpus="builtin", split="train", heldout_fraction=DEMO_TRAIN.eval_fraction)
     _print_summary(warehouse, console)
     _print_next_steps(warehouse, console)
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from ldw.ingest.register import ingest_paths
-from ldw.sweep.evalset import EvalSetConfig, build_eval_set
+from ldw.sweep.config import EvalSetConfig
+from ldw.sweep.evalset import build_eval_set
 from ldw.train.config import TrainConfig
 from ldw.train.trainer import train_run
 

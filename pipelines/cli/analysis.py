@@ -8,6 +8,11 @@ from typing import Annotated, Optional
 import typer
 
 from ldw.cli.common import DEFAULT_WAREHOUSE, QuietOpt, WarehouseOpt, console, err
+from ldw.curves.config import MetricsConfig
+from ldw.dynamics.config import ScheduleConfig, SpikesConfig, WeightProbeConfig
+from ldw.dynamics.spikes import SpikeParams
+from ldw.ngrams.config import NgramConfig
+from ldw.workbench import Workbench
 
 
 def metrics(
@@ -19,14 +24,13 @@ def metrics(
     quiet: QuietOpt = False,
 ) -> None:
     """Learning-curve metrics per token: final surprisal, variability, GAM-smoothed AoA, forgettability."""
-    from ldw.curves.store import compute_metrics
-
-    summary = compute_metrics(warehouse, window, sigmoid, chunk_tokens, progress=not quiet, store_curves=not no_curves)
+    config = MetricsConfig(window=window, sigmoid=sigmoid, chunk_tokens=chunk_tokens, store_curves=not no_curves)
+    summary = Workbench(warehouse, progress=not quiet).metrics(config)
     console.print(
-        f"metrics for {summary['tokens']:,} tokens x {len(summary['runs'])} runs in {summary['seconds']:.1f} s: "
-        + ", ".join(summary["tables"])
+        f"metrics for {summary.tokens:,} tokens x {len(summary.runs)} runs in {summary.seconds:.1f} s: "
+        + ", ".join(summary.tables)
     )
-    for skipped in summary["skipped_runs"]:
+    for skipped in summary.skipped_runs:
         err.print(f"[yellow]skipped[/yellow] {skipped}")
 
 
@@ -45,14 +49,13 @@ def ngrams(
     quiet: QuietOpt = False,
 ) -> None:
     """Count 1..5-grams of a reference corpus and store each evaluation token's n-gram predictors."""
-    from ldw.ngrams.store import compute_ngram_stats
-
-    s = compute_ngram_stats(
-        warehouse, corpus, tokenizer, max_n, progress=not quiet, split=split, heldout_fraction=heldout_fraction
+    config = NgramConfig(
+        corpus=corpus, split=split, heldout_fraction=heldout_fraction, tokenizer=tokenizer, max_n=max_n
     )
+    result = Workbench(warehouse, progress=not quiet).ngrams(config)
     console.print(
-        f"counted {s['n_tokens_counted']:,} tokens in {s['n_documents']:,} documents; "
-        f"ngram_stats for {s['n_eval_tokens']:,} tokens ({s['total_s']} s)"
+        f"counted {result.n_tokens_counted:,} tokens in {result.n_documents:,} documents; "
+        f"ngram_stats for {result.n_eval_tokens:,} tokens ({result.total_s} s)"
     )
 
 
@@ -61,9 +64,7 @@ def export_ngram_correlations(
     warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
 ) -> None:
     """Pearson/Spearman correlations and OLS fits of every metric against every n-gram predictor."""
-    from ldw.ngrams.export import export_ngram_correlations as export
-
-    for path in export(warehouse, out):
+    for path in Workbench.open(warehouse).export_correlations(out):
         console.print(f"wrote {path}")
 
 
@@ -79,15 +80,14 @@ def spikes(
     top_n: Annotated[int, typer.Option(help="Tokens kept per spike in spike_tokens.")] = 1000,
 ) -> None:
     """Detect loss / grad-norm spikes and list the tokens whose surprisal rose most across each."""
-    from ldw.dynamics.spikes import SpikeParams
-    from ldw.dynamics.spikes_store import detect_spikes_in_warehouse, spike_tokens_in_warehouse
-
-    params = SpikeParams(window=window, k=k, min_points=min_points, merge_gap=merge_gap)
-    found = detect_spikes_in_warehouse(warehouse, tuple(trace or ("loss", "grad_norm")), params)
-    console.print(f"{found} spikes found (table spikes)")
-    if found:
-        tokens = spike_tokens_in_warehouse(warehouse, top_n)
-        console.print(f"{tokens} loss spikes bracketed by checkpoints: their top risers are in table spike_tokens")
+    rule = SpikeParams(window=window, k=k, min_points=min_points, merge_gap=merge_gap)
+    config = SpikesConfig(traces=tuple(trace or ("loss", "grad_norm")), rule=rule, top_n=top_n)
+    result = Workbench(warehouse).detect_spikes(config)
+    console.print(f"{result.spikes} spikes found (table spikes)")
+    if result.spikes:
+        console.print(
+            f"{result.bracketed} loss spikes bracketed by checkpoints: their top risers are in table spike_tokens"
+        )
 
 
 def fit_schedule(
@@ -106,9 +106,8 @@ def fit_schedule(
     """Fit the LR-annealing loss law L0 + A*S1^-alpha - C*S2 and predict other schedules."""
     from rich.table import Table
 
-    from ldw.dynamics.lr_law_store import fit_schedule_in_warehouse
-
-    result = fit_schedule_in_warehouse(warehouse, run, predict or (), fit_from_fraction=fit_from, decay=decay)
+    config = ScheduleConfig(runs=tuple(run), predict=tuple(predict or ()), decay=decay, fit_from=fit_from)
+    result = Workbench(warehouse).fit_schedule(config)
     p = result.fit.params
     console.print(
         f"L0={p.L0:.4g} A={p.A:.4g} alpha={p.alpha:.4g} C={p.C:.4g}; fit RMSE {result.fit.rmse:.4g}, "
@@ -131,9 +130,8 @@ def probe_weights(
     quiet: QuietOpt = False,
 ) -> None:
     """Per-checkpoint weight probes: sigma1 and SEC of Wq^T Wk per head, attention entropy, norms."""
-    from ldw.dynamics.weight_probes import probe_weights_in_warehouse
-
-    summary = probe_weights_in_warehouse(warehouse, run, sequences, progress=not quiet, device=device)
+    config = WeightProbeConfig(runs=tuple(run) if run else None, sequences=sequences, device=device)
+    summary = Workbench(warehouse, progress=not quiet).probe_weights(config)
     console.print(f"{summary.rows} rows from {summary.checkpoints} checkpoints (table weight_probes)")
     for run_id, step, error in summary.failures:
         err.print(f"[red]failed[/red] {run_id} step {step}: {error}", highlight=False)

@@ -9,6 +9,9 @@ import typer
 
 from ldw.cli.common import DEFAULT_WAREHOUSE, QuietOpt, WarehouseOpt, console, err
 from ldw.errors import LdwError
+from ldw.ingest.config import IngestConfig
+from ldw.sweep.config import EvalSetConfig, SweepConfig
+from ldw.workbench import Workbench
 
 
 def init(
@@ -21,7 +24,8 @@ def init(
     """Create an empty warehouse; with --storage its Parquet tables live on object storage."""
     from ldw.warehouse import Warehouse
 
-    wh = Warehouse.create(warehouse, storage)
+    Workbench.open(warehouse, create=True, storage=storage)
+    wh = Warehouse.open(warehouse, read_only=True)
     console.print(f"warehouse {wh.root}: catalog {wh.catalog_path.name}, Parquet tables in {wh.store.url}")
 
 
@@ -36,9 +40,8 @@ def ingest(
     quiet: QuietOpt = False,
 ) -> None:
     """Register runs: checkpoints (HF Trainer, stepN, save_pretrained folders), tokenizer, training log."""
-    from ldw.ingest.register import ingest_paths
-
-    for result in ingest_paths(warehouse, paths, name, tokenizer, tokens_per_step, progress=not quiet):
+    config = IngestConfig(name=name, tokenizer=tokenizer, tokens_per_step=tokens_per_step)
+    for result in Workbench(warehouse, progress=not quiet).ingest(paths, config):
         console.print(
             f"[bold]{result.run_id}[/bold] ({result.kind}) from {result.source}: {result.n_checkpoints} checkpoints, "
             f"{result.n_new} new or changed, {result.n_duplicates} duplicate weights, {result.n_trace_rows} trace rows"
@@ -66,8 +69,6 @@ def evalset(
     replace: Annotated[bool, typer.Option(help="Replace a different existing set (drops its surprisal).")] = False,
 ) -> None:
     """Build the tokens-in-context evaluation set every run is scored on."""
-    from ldw.sweep.evalset import EvalSetConfig, build_eval_set
-
     config = EvalSetConfig(
         corpus=corpus,
         split=split,
@@ -78,9 +79,9 @@ def evalset(
         prefix_token_id=prefix_token_id,
         tokenizer_path=str(tokenizer) if tokenizer else "",
     )
-    summary = build_eval_set(warehouse, config, replace=replace)
-    state = "built" if summary["written"] else "already present"
-    console.print(f"evaluation set {state}: {summary['sequences']} sequences, {summary['tokens']} tokens scored")
+    result = Workbench(warehouse).evalset(config, replace=replace)
+    state = "built" if result.written else "already present"
+    console.print(f"evaluation set {state}: {result.sequences} sequences, {result.tokens} tokens scored")
 
 
 def sweep(
@@ -110,18 +111,15 @@ def sweep(
     quiet: QuietOpt = False,
 ) -> None:
     """Score every evaluation token under every pending checkpoint; resumes where it stopped."""
-    from ldw.sweep.run import run_sweep
-
-    summary = run_sweep(
-        warehouse,
-        run,
-        device,
-        batch_size,
-        progress=not quiet,
+    config = SweepConfig(
+        runs=tuple(run) if run else None,
+        device=device,
+        batch_size=batch_size,
         shard=_parse_shard(shard),
         executor=executor,
         ray_address=ray_address,
     )
+    summary = Workbench(warehouse, progress=not quiet).sweep(config)
     rate = summary.tokens / summary.seconds if summary.seconds else 0.0
     console.print(
         f"scored {summary.scored} checkpoints ({summary.tokens:,} tokens, {rate:,.0f} tok/s), "
@@ -150,10 +148,7 @@ def status(warehouse: WarehouseOpt = DEFAULT_WAREHOUSE) -> None:
 
 def doctor(warehouse: Annotated[Path, typer.Argument(help="Warehouse folder to verify.")] = DEFAULT_WAREHOUSE) -> None:
     """Verify a warehouse: every cataloged file exists, row counts match, schemas match their version."""
-    from ldw.warehouse import Warehouse
-    from ldw.warehouse.doctor import check_warehouse
-
-    problems = check_warehouse(Warehouse.open(warehouse, read_only=True))
+    problems = Workbench.open(warehouse).doctor()
     for problem in problems:
         err.print(f"[red]problem[/red] {problem}", highlight=False)
     if problems:

@@ -30,10 +30,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ldw.curves.aoa import N_GRID, PROPORTION, chance_bits
+from ldw.curves.config import MetricsConfig, MetricsResult
 from ldw.curves.gam import DEFAULT_LAMS, GCV_GAMMA, N_SPLINES
 from ldw.curves.metrics import (
     MIN_POSITIVE_STEPS,
-    WINDOW,
     CrossRunAccumulator,
     RunMetrics,
     SmootherCache,
@@ -42,7 +42,6 @@ from ldw.curves.metrics import (
 )
 from ldw.errors import LdwError
 from ldw.warehouse import Warehouse
-from ldw.warehouse.parquet_io import ROW_GROUP_SIZE
 
 CURVE_TABLES = ("token_curves_smoothed", "token_curves_raw")
 TABLES = ("token_metrics", "crossrun_metrics", *CURVE_TABLES)
@@ -135,20 +134,19 @@ def _usable_runs(wh: Warehouse) -> tuple[dict[str, np.ndarray], dict[str, str]]:
 
 
 def compute_metrics(
-    warehouse_path: Path,
-    window: float = WINDOW,
-    sigmoid: bool = False,
-    chunk_tokens: int = ROW_GROUP_SIZE,
-    progress: bool = True,
-    store_curves: bool = True,
-) -> dict[str, Any]:
-    """Compute and store the learning-curve metrics of every swept run; returns a summary.
+    warehouse_path: Path, config: MetricsConfig = MetricsConfig(), progress: bool = True
+) -> MetricsResult:
+    """Compute and store the learning-curve metrics of every swept run.
 
     ``chunk_tokens`` defaults to the warehouse's Parquet row-group size so each
     chunk decodes each surprisal file's row group once.
     """
-    if chunk_tokens < 1:
-        raise LdwError(f"--chunk-tokens must be at least 1, not {chunk_tokens}")
+    window, sigmoid, chunk_tokens, store_curves = (
+        config.window,
+        config.sigmoid,
+        config.chunk_tokens,
+        config.store_curves,
+    )
     started = time.perf_counter()
     wh = Warehouse.open(Path(warehouse_path))
     n_tokens = wh.token_count()
@@ -228,12 +226,4 @@ def compute_metrics(
                 write["token_curves_raw"](
                     part, raw_curve_table(run_ids, [run_steps[r] for r in run_ids], tokens, raw_parts)
                 )
-    return {
-        "runs": run_ids,
-        "skipped_runs": skipped,
-        "tokens": n_tokens,
-        "chunks": len(chunks),
-        "tables": tables,
-        "seconds": time.perf_counter() - started,
-        "params": params,
-    }
+    return MetricsResult(run_ids, skipped, n_tokens, len(chunks), list(tables), time.perf_counter() - started, params)

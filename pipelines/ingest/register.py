@@ -4,30 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from rich.progress import Progress
 
 from ldw.errors import LdwError
+from ldw.ingest.config import IngestConfig, IngestResult
 from ldw.ingest.discover import FoundRun, discover_paths, hash_weights
 from ldw.ingest.training_logs import find_training_log, read_training_log
 from ldw.probe.tokenizing import has_tokenizer, load_tokenizer, tokenizer_fingerprint
 from ldw.warehouse import CheckpointRecord, RunRecord, Warehouse
-
-
-@dataclass
-class IngestResult:
-    """What ingest did for one run."""
-
-    run_id: str
-    source: Path
-    kind: str
-    n_checkpoints: int
-    n_new: int
-    n_duplicates: int
-    n_trace_rows: int
-    warnings: list[str]
 
 
 def slugify(name: str) -> str:
@@ -47,12 +33,7 @@ def find_tokenizer(run: FoundRun) -> Path:
 
 
 def ingest_paths(
-    warehouse: Path,
-    paths: list[Path],
-    name: str | None = None,
-    tokenizer: Path | None = None,
-    tokens_per_step: int | None = None,
-    progress: bool = True,
+    warehouse: Path, paths: list[Path], config: IngestConfig = IngestConfig(), progress: bool = True
 ) -> list[IngestResult]:
     """Register every run found under ``paths`` in the warehouse (created if needed).
 
@@ -60,10 +41,10 @@ def ingest_paths(
     unchanged ones. All runs must share the evaluation set's tokenizer.
     """
     runs = discover_paths(paths)
-    if name is not None and len(runs) > 1:
+    if config.name is not None and len(runs) > 1:
         raise LdwError(f"--name given but {len(runs)} runs were found; ingest them one at a time to name them")
     wh = Warehouse.create(warehouse)
-    return [_ingest_run(wh, run, name, tokenizer, tokens_per_step, progress) for run in runs]
+    return [_ingest_run(wh, run, config.name, config.tokenizer, config.tokens_per_step, progress) for run in runs]
 
 
 def _ingest_run(

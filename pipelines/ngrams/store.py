@@ -18,7 +18,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ldw.corpus import corpus_documents
 from ldw.errors import LdwError
-from ldw.ngrams.counts import DEFAULT_CHUNK_TOKENS, NgramCounter
+from ldw.ngrams.config import NgramConfig, NgramResult
+from ldw.ngrams.counts import NgramCounter
 from ldw.ngrams.features import TABLE, ngram_features
 from ldw.probe.tokenizing import encode_documents, load_tokenizer, tokenizer_fingerprint
 from ldw.warehouse import Warehouse
@@ -73,15 +74,8 @@ def _reference_tokenizer(wh: Warehouse, tokenizer_path: Path | None) -> tuple[An
 
 
 def compute_ngram_stats(
-    warehouse_path: Path,
-    corpus: str,
-    tokenizer_path: Path | None = None,
-    max_n: int = 5,
-    progress: bool = True,
-    split: str = "all",
-    heldout_fraction: float = 0.1,
-    chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
-) -> dict[str, Any]:
+    warehouse_path: Path, config: NgramConfig = NgramConfig(), progress: bool = True
+) -> NgramResult:
     """Count n-grams of a reference corpus and store every evaluation token's predictors.
 
     ``corpus`` is ``"builtin"`` or a text/JSONL/Parquet file (documents as in
@@ -90,6 +84,8 @@ def compute_ngram_stats(
     plus eos is one sequence. The tokenizer defaults to the evaluation set's.
     Writes the derived table ``ngram_stats`` and returns its parameters plus timings.
     """
+    corpus, split, heldout_fraction, max_n = config.corpus, config.split, config.heldout_fraction, config.max_n
+    tokenizer_path, chunk_tokens = config.tokenizer, config.chunk_tokens
     started = time.perf_counter()
     wh = Warehouse.open(Path(warehouse_path))
     tokenizer, tok_path = _reference_tokenizer(wh, tokenizer_path)
@@ -116,9 +112,4 @@ def compute_ngram_stats(
         "unseen_unigram": "smallest nonzero unigram probability",
     }
     wh.write_derived(TABLE, features.to_arrow(), params)
-    return {
-        **params,
-        "n_eval_tokens": features.height,
-        "count_s": round(counted - started, 2),
-        "total_s": round(time.perf_counter() - started, 2),
-    }
+    return NgramResult(params, features.height, round(counted - started, 2), round(time.perf_counter() - started, 2))

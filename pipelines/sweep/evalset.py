@@ -8,7 +8,7 @@ of a warehouse is scored on the same tokens.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -17,28 +17,16 @@ import pyarrow as pa
 from ldw.corpus import corpus_documents
 from ldw.errors import LdwError
 from ldw.probe.tokenizing import encode_documents, load_tokenizer, tokenizer_fingerprint
+from ldw.sweep.config import EvalSetConfig, EvalSetResult
 from ldw.warehouse import Warehouse
 
 
-@dataclass(frozen=True)
-class EvalSetConfig:
-    """How the evaluation set is built (stored with it)."""
-
-    corpus: str = "builtin"
-    split: str = "all"
-    heldout_fraction: float = 0.1
-    seq_len: int = 128
-    n_sequences: int | None = None
-    positions_per_sequence: int | None = None
-    seed: int = 0
-    prefix_token_id: int | None = None
-    tokenizer_path: str = ""
-
-
-def build_eval_set(warehouse: Path, config: EvalSetConfig, replace: bool = False) -> dict:
+def build_eval_set(warehouse: Path, config: EvalSetConfig, replace: bool = False) -> EvalSetResult:
     """Tokenize the corpus, cut windows, pick positions and store them in the warehouse.
 
-    Returns a summary (sequences, tokens, whether anything was written).
+    With ``replace`` a different existing set is replaced (its surprisal is
+    dropped); without it a different set is refused and an identical one is
+    left as it is (``written`` is then False).
     """
     wh = Warehouse.create(warehouse)
     tok_path = _tokenizer_path(wh, config)
@@ -75,7 +63,7 @@ def build_eval_set(warehouse: Path, config: EvalSetConfig, replace: bool = False
     written = wh.write_eval_set(
         sequences, tokens, asdict(config), tokenizer_fingerprint(tokenizer), len(tokenizer), replace=replace
     )
-    return {"sequences": len(windows), "tokens": len(targets), "written": written, "tokenizer": str(tok_path)}
+    return EvalSetResult(len(windows), len(targets), written, tok_path)
 
 
 def _tokenizer_path(wh: Warehouse, config: EvalSetConfig) -> Path:

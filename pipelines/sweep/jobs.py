@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -25,17 +25,6 @@ CUDA_BATCH = 64
 
 # What scoring one checkpoint gives back: its surprisal values, or the one-line error why not.
 Outcome = np.ndarray | str
-
-
-@dataclass
-class SweepSummary:
-    """Counts of what a sweep did."""
-
-    scored: int = 0
-    skipped: int = 0
-    failed: list[str] = field(default_factory=list)
-    tokens: int = 0
-    seconds: float = 0.0
 
 
 @dataclass(frozen=True)

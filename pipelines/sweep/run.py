@@ -25,18 +25,16 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemaining
 from ldw.errors import LdwError
 from ldw.probe.loading import resolve_device
 from ldw.probe.scoring import EvalBatchPlan
+from ldw.sweep.config import SweepConfig, SweepSummary
 from ldw.sweep.jobs import (
     CheckpointJob,
     Executor,
     Outcome,
-    SweepSummary,
     default_batch,
     score_checkpoint,
     scoring_settings,
 )
 from ldw.warehouse import Warehouse
-
-EXECUTORS = ("local", "ray")
 
 
 class LocalExecutor:
@@ -68,15 +66,7 @@ def _open_executor(executor: str, device: str, batch_size: int | None, ray_addre
 
 
 def run_sweep(
-    warehouse: Path,
-    run_ids: list[str] | None = None,
-    device: str = "auto",
-    batch_size: int | None = None,
-    progress: bool = True,
-    console: Console | None = None,
-    shard: tuple[int, int] | None = None,
-    executor: str = "local",
-    ray_address: str | None = None,
+    warehouse: Path, sweep: SweepConfig = SweepConfig(), progress: bool = True, console: Console | None = None
 ) -> SweepSummary:
     """Score every pending checkpoint of the chosen runs (all runs by default).
 
@@ -87,24 +77,18 @@ def run_sweep(
     machine); this process still writes every file. With nothing pending no
     executor is started and no sweep is recorded.
     """
-    if shard is not None and not 0 <= shard[0] < shard[1]:
-        raise LdwError(f"--shard {shard[0]}/{shard[1]}: need 0 <= i < n")
-    if executor not in EXECUTORS:
-        raise LdwError(f"--executor must be one of {', '.join(EXECUTORS)}, not '{executor}'")
-    if ray_address is not None and executor != "ray":
-        raise LdwError("--ray-address needs --executor ray")
     console = console or Console(stderr=True, quiet=not progress)
     wh = Warehouse.open(warehouse)
     config = wh.require_eval_config()
-    chosen = _chosen_runs(wh, run_ids, config)
+    chosen = _chosen_runs(wh, list(sweep.runs) if sweep.runs else None, config)
     summary = SweepSummary()
-    jobs = _pending_jobs(wh, chosen, _shard_members(wh, shard), summary)
+    jobs = _pending_jobs(wh, chosen, _shard_members(wh, sweep.shard), summary)
     if not jobs:
         return summary
     started = time.perf_counter()
     ids, seq_ids, positions = wh.eval_arrays()
     plan = EvalBatchPlan(ids, seq_ids, positions, config.get("prefix_token_id"))
-    with _open_executor(executor, device, batch_size, ray_address) as scorer:
+    with _open_executor(sweep.executor, sweep.device, sweep.batch_size, sweep.ray_address) as scorer:
         sweep_id = uuid.uuid4().hex[:12]
         wh.record_sweep(sweep_id, scorer.settings(config))
         columns = [

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from ldw.sweep.config import SweepConfig
 from ldw.sweep.run import run_sweep
 from ldw.warehouse import Warehouse
 from tests.pipelines.warehouse_compare import (
@@ -86,7 +87,7 @@ def disk(tmp_path: Path) -> Iterator[Tmpfs]:
 def reference(_ingested: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny warehouse swept without trouble."""
     path = copy_warehouse(_ingested, tmp_path_factory.mktemp("reference") / "warehouse")
-    run_sweep(path, device="cpu", batch_size=4, progress=False)
+    run_sweep(path, SweepConfig(device="cpu", batch_size=4), progress=False)
     return path
 
 
@@ -130,7 +131,7 @@ def test_full_disk_stops_the_sweep_cleanly_and_it_resumes(_ingested: Path, refer
     assert_doctor_sound(path)
 
     disk.remount(f"size={_size_kb(_ingested) + ROOM_FOR_ALL_KB}k")
-    run_sweep(path, device="cpu", batch_size=4, progress=False)
+    run_sweep(path, SweepConfig(device="cpu", batch_size=4), progress=False)
     assert_same_warehouse(path, reference)
 
 
@@ -149,7 +150,7 @@ def test_a_disk_already_full_fails_at_the_catalog_with_one_line(_ingested: Path,
 def test_read_only_warehouse_refuses_sweep_and_metrics_and_changes_nothing(_ingested: Path, disk: Tmpfs) -> None:
     disk.mount(_size_kb(_ingested) + ROOM_FOR_ALL_KB)
     path = copy_warehouse(_ingested, disk.path / "warehouse")
-    run_sweep(path, run_ids=["seed0"], device="cpu", batch_size=4, progress=False)  # seed1 left to sweep
+    run_sweep(path, SweepConfig(runs=("seed0",), device="cpu", batch_size=4), progress=False)  # seed1 left to sweep
     before = _digests(path)
     disk.remount("ro")
     for command in (["sweep", *SWEEP_ARGS], ["metrics"]):

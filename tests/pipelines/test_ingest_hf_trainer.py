@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, Trainer, TrainingArguments
 
+from ldw.ingest.config import IngestConfig
 from ldw.ingest.register import ingest_paths
 from ldw.warehouse import Warehouse
 
@@ -47,7 +48,7 @@ def test_hf_trainer_run_is_found_with_its_log(tiny_runs: list[Path], tmp_path: P
     Trainer(model=GPTNeoXForCausalLM(config), args=args, train_dataset=_RandomTokens(320, 32, 16)).train()
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
 
-    [result] = ingest_paths(tmp_path / "wh", [out], tokenizer=tokenizer_dir, progress=False)
+    [result] = ingest_paths(tmp_path / "wh", [out], IngestConfig(tokenizer=tokenizer_dir), progress=False)
     assert result.kind == "hf_trainer"
     wh = Warehouse.open(tmp_path / "wh")
     checkpoints = wh.checkpoints("hf_run")

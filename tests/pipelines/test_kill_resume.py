@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from ldw.curves.config import MetricsConfig
 from ldw.curves.store import compute_metrics
 from ldw.ingest.register import ingest_paths
+from ldw.sweep.config import SweepConfig
 from ldw.sweep.run import run_sweep
 from ldw.warehouse import Warehouse
 from ldw.warehouse.failpoints import FAILPOINT_ENV, TRACE_ENV
@@ -34,11 +36,11 @@ CHUNK_TOKENS = 400  # several metric chunks (parts) on the tiny evaluation set
 
 
 def _sweep(path: Path) -> None:
-    run_sweep(path, device="cpu", batch_size=4, progress=False)
+    run_sweep(path, SweepConfig(device="cpu", batch_size=4), progress=False)
 
 
 def _metrics(path: Path) -> None:
-    compute_metrics(path, chunk_tokens=CHUNK_TOKENS, progress=False)
+    compute_metrics(path, MetricsConfig(chunk_tokens=CHUNK_TOKENS), progress=False)
 
 
 def _traced(work: Callable[[], object], trace: Path) -> list[str]:
@@ -81,7 +83,7 @@ def measured(swept: tuple[Path, list[str]], tmp_path_factory: pytest.TempPathFac
     """A swept warehouse holding metrics of other parameters, the same after an uninterrupted rerun, its trace."""
     root = tmp_path_factory.mktemp("measured")
     before = copy_warehouse(swept[0], root / "before")
-    compute_metrics(before, window=0.5, chunk_tokens=CHUNK_TOKENS, progress=False)
+    compute_metrics(before, MetricsConfig(window=0.5, chunk_tokens=CHUNK_TOKENS), progress=False)
     after = copy_warehouse(before, root / "after")
     return before, after, _traced(lambda: _metrics(after), root / "trace")
 

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 
 from ldw.curves.aoa import chance_bits
+from ldw.curves.config import MetricsConfig
 from ldw.curves.metrics import run_metrics
 from ldw.curves.store import compute_metrics
 from ldw.errors import LdwError
@@ -65,15 +66,15 @@ def computed(tmp_path_factory: pytest.TempPathFactory):
     runs = {"seed0": steps, "seed1": steps, "seed2": np.delete(steps, 7), "stub": steps[:2]}
     root = tmp_path_factory.mktemp("metrics") / "wh"
     matrices = build_warehouse(root, runs)
-    compute_metrics(root, chunk_tokens=N_TOKENS, progress=False)  # a first pass, replaced by the second
-    summary = compute_metrics(root, window=0.3, sigmoid=True, chunk_tokens=128, progress=False)
+    compute_metrics(root, MetricsConfig(chunk_tokens=N_TOKENS), progress=False)  # a first pass, replaced by the second
+    summary = compute_metrics(root, MetricsConfig(window=0.3, sigmoid=True, chunk_tokens=128), progress=False)
     return root, runs, matrices, summary
 
 
 def test_summary_and_recorded_parameters(computed):
     root, runs, _, summary = computed
-    assert summary["runs"] == ["seed0", "seed1", "seed2"] and list(summary["skipped_runs"]) == ["stub"]
-    assert summary["chunks"] == 3 and summary["tokens"] == N_TOKENS
+    assert summary.runs == ["seed0", "seed1", "seed2"] and list(summary.skipped_runs) == ["stub"]
+    assert summary.chunks == 3 and summary.tokens == N_TOKENS
     params = Warehouse.open(root).derived_params("token_metrics")
     assert params["window"] == 0.3 and params["n_splines"] == 25 and params["aoa_grid_points"] == 1000
     assert params["chance_bits"] == pytest.approx(np.log2(VOCAB))

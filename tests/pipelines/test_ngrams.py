@@ -13,6 +13,7 @@ from scipy import stats
 
 from ldw.corpus import load_documents
 from ldw.errors import LdwError
+from ldw.ngrams.config import NgramConfig
 from ldw.ngrams.counts import NgramCounter, count_ngrams
 from ldw.ngrams.features import ngram_features
 from ldw.ngrams.store import compute_ngram_stats
@@ -182,7 +183,7 @@ def test_compute_ngram_stats_writes_one_row_per_eval_token(ingested_warehouse: P
     wh = Warehouse.open(ingested_warehouse)
     corpus = tmp_path / "ref.txt"
     corpus.write_text("\n\n".join(load_documents("builtin")[:40]), encoding="utf-8")
-    summary = compute_ngram_stats(ingested_warehouse, str(corpus), max_n=5, progress=False)
+    summary = compute_ngram_stats(ingested_warehouse, NgramConfig(corpus=str(corpus), max_n=5), progress=False)
     stored = wh.query("SELECT * FROM ngram_stats ORDER BY token_idx")
     tokens = wh.eval_tokens()
     assert stored["token_idx"].to_list() == tokens["token_idx"].to_list()
@@ -193,7 +194,7 @@ def test_compute_ngram_stats_writes_one_row_per_eval_token(ingested_warehouse: P
         tokenizer(d, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         for d in load_documents(str(corpus))
     ]
-    assert params["n_tokens_counted"] == summary["n_tokens_counted"] == sum(len(d) for d in docs)
+    assert params["n_tokens_counted"] == summary.n_tokens_counted == sum(len(d) for d in docs)
     unigrams = Counter(t for d in docs for t in d)
     expected = [unigrams[int(t)] for t in tokens["token_id"]]
     assert stored["unigram_count"].to_list() == expected
@@ -203,4 +204,4 @@ def test_compute_ngram_stats_writes_one_row_per_eval_token(ingested_warehouse: P
 def test_a_different_tokenizer_is_refused(ingested_warehouse: Path, tmp_path: Path) -> None:
     train_bpe_tokenizer(load_documents("builtin")[:20], 300, tmp_path / "other")
     with pytest.raises(LdwError, match="differs from the one the evaluation set was built with"):
-        compute_ngram_stats(ingested_warehouse, "builtin", tokenizer_path=tmp_path / "other", progress=False)
+        compute_ngram_stats(ingested_warehouse, NgramConfig(tokenizer=tmp_path / "other"), progress=False)

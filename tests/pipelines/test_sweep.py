@@ -17,12 +17,13 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from ldw.errors import LdwError
+from ldw.sweep.config import SweepConfig
 from ldw.sweep.run import run_sweep
 from ldw.warehouse import Warehouse
 
 
 def test_sweep_equals_independent_float64_computation(ingested_warehouse: Path) -> None:
-    summary = run_sweep(ingested_warehouse, device="cpu", batch_size=7, progress=False)
+    summary = run_sweep(ingested_warehouse, SweepConfig(device="cpu", batch_size=7), progress=False)
     wh = Warehouse.open(ingested_warehouse)
     n_ckpt = wh.checkpoints().height
     assert summary.scored == n_ckpt and not summary.failed
@@ -43,14 +44,14 @@ def test_sweep_equals_independent_float64_computation(ingested_warehouse: Path) 
 
 
 def test_rerun_skips_finished_checkpoints(ingested_warehouse: Path) -> None:
-    run_sweep(ingested_warehouse, device="cpu", progress=False)
-    again = run_sweep(ingested_warehouse, device="cpu", progress=False)
+    run_sweep(ingested_warehouse, SweepConfig(device="cpu"), progress=False)
+    again = run_sweep(ingested_warehouse, SweepConfig(device="cpu"), progress=False)
     assert again.scored == 0 and again.skipped == Warehouse.open(ingested_warehouse).checkpoints().height
 
 
 def test_unknown_run_is_a_clear_error(ingested_warehouse: Path) -> None:
     with pytest.raises(LdwError, match="unknown run"):
-        run_sweep(ingested_warehouse, run_ids=["nope"], device="cpu", progress=False)
+        run_sweep(ingested_warehouse, SweepConfig(runs=("nope",), device="cpu"), progress=False)
 
 
 def _all_surprisal(path: Path) -> pl.DataFrame:
@@ -62,7 +63,7 @@ def test_killed_sweep_resumes_to_exactly_the_uninterrupted_rows(ingested_warehou
 
     reference = tmp_path / "reference"
     shutil.copytree(ingested_warehouse, reference)
-    run_sweep(reference, device="cpu", batch_size=4, progress=False)
+    run_sweep(reference, SweepConfig(device="cpu", batch_size=4), progress=False)
 
     command = [
         sys.executable,
@@ -90,7 +91,7 @@ def test_killed_sweep_resumes_to_exactly_the_uninterrupted_rows(ingested_warehou
     total = wh.checkpoints().height
     assert 0 < done < total, "the kill should land mid-sweep"
 
-    resumed = run_sweep(ingested_warehouse, device="cpu", batch_size=4, progress=False)
+    resumed = run_sweep(ingested_warehouse, SweepConfig(device="cpu", batch_size=4), progress=False)
     assert resumed.skipped == done
     got, want = _all_surprisal(ingested_warehouse), _all_surprisal(reference)
     assert got.height == want.height == total * wh.token_count()
@@ -99,15 +100,15 @@ def test_killed_sweep_resumes_to_exactly_the_uninterrupted_rows(ingested_warehou
 
 
 def test_shards_split_the_sweep_without_overlap(ingested_warehouse: Path) -> None:
-    first = run_sweep(ingested_warehouse, device="cpu", progress=False, shard=(0, 2))
+    first = run_sweep(ingested_warehouse, SweepConfig(device="cpu", shard=(0, 2)), progress=False)
     wh = Warehouse.open(ingested_warehouse)
     total = wh.checkpoints().height
     assert first.scored == (total + 1) // 2
-    second = run_sweep(ingested_warehouse, device="cpu", progress=False, shard=(1, 2))
+    second = run_sweep(ingested_warehouse, SweepConfig(device="cpu", shard=(1, 2)), progress=False)
     assert first.scored + second.scored == total and second.skipped == 0
     assert wh.checkpoints().filter(status="done").height == total
     with pytest.raises(LdwError, match="shard"):
-        run_sweep(ingested_warehouse, device="cpu", progress=False, shard=(2, 2))
+        run_sweep(ingested_warehouse, SweepConfig(device="cpu", shard=(2, 2)), progress=False)
 
 
 def test_doctor_finds_missing_truncated_and_stray_files(ingested_warehouse: Path) -> None:
@@ -115,7 +116,7 @@ def test_doctor_finds_missing_truncated_and_stray_files(ingested_warehouse: Path
 
     from ldw.cli.main import app
 
-    run_sweep(ingested_warehouse, device="cpu", progress=False)
+    run_sweep(ingested_warehouse, SweepConfig(device="cpu"), progress=False)
     runner = CliRunner()
     assert runner.invoke(app, ["doctor", str(ingested_warehouse)]).exit_code == 0
     wh = Warehouse.open(ingested_warehouse)

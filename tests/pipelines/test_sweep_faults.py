@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from ldw.cli.main import app
 from ldw.errors import LdwError
 from ldw.ingest.register import ingest_paths
+from ldw.sweep.config import SweepConfig
 from ldw.sweep.evalset import build_eval_set
 from ldw.sweep.run import run_sweep
 from ldw.warehouse import Warehouse
@@ -35,7 +36,7 @@ def test_broken_checkpoints_fail_alone(damaged_run: Path, tmp_path: Path) -> Non
     wh_path = tmp_path / "wh"
     ingest_paths(wh_path, [damaged_run], progress=False)
     build_eval_set(wh_path, TINY_EVAL)
-    summary = run_sweep(wh_path, device="cpu", progress=False)
+    summary = run_sweep(wh_path, SweepConfig(device="cpu"), progress=False)
     assert len(summary.failed) == 3
     wh = Warehouse.open(wh_path)
     checkpoints = wh.checkpoints("damaged")

@@ -17,6 +17,7 @@ import pytest
 
 from ldw.errors import LdwError
 from ldw.ingest.register import ingest_paths
+from ldw.sweep.config import SweepConfig
 from ldw.sweep.evalset import build_eval_set
 from ldw.sweep.run import run_sweep
 from ldw.warehouse import Warehouse
@@ -57,8 +58,8 @@ def test_ray_sweep_writes_the_files_a_local_sweep_writes(
 ) -> None:
     local = tmp_path / "local"
     shutil.copytree(ingested_warehouse, local)
-    by_ray = run_sweep(ingested_warehouse, device="cpu", progress=False, executor="ray")
-    by_local = run_sweep(local, device="cpu", progress=False)
+    by_ray = run_sweep(ingested_warehouse, SweepConfig(device="cpu", executor="ray"), progress=False)
+    by_local = run_sweep(local, SweepConfig(device="cpu"), progress=False)
     total = Warehouse.open(local).checkpoints().height
     assert by_ray.scored == by_local.scored == total and not by_ray.failed
     assert by_ray.tokens == by_local.tokens > 0
@@ -90,8 +91,8 @@ def test_damaged_checkpoints_fail_alone_under_ray(ray_cluster: str, tiny_runs: l
     ingest_paths(on_ray, [run], progress=False)
     build_eval_set(on_ray, TINY_EVAL)
     shutil.copytree(on_ray, on_local)
-    summary = run_sweep(on_ray, device="cpu", progress=False, executor="ray")
-    run_sweep(on_local, device="cpu", progress=False)
+    summary = run_sweep(on_ray, SweepConfig(device="cpu", executor="ray"), progress=False)
+    run_sweep(on_local, SweepConfig(device="cpu"), progress=False)
     assert len(summary.failed) == 2
     catalog = _catalog(on_ray)
     assert catalog == _catalog(on_local)  # same statuses, same one-line errors
@@ -104,12 +105,12 @@ def test_damaged_checkpoints_fail_alone_under_ray(ray_cluster: str, tiny_runs: l
 def test_shards_compose_with_ray(ray_cluster: str, ingested_warehouse: Path) -> None:
     wh = Warehouse.open(ingested_warehouse)
     keys = wh.query("SELECT run_id, step FROM checkpoints ORDER BY run_id, step").rows()
-    first = run_sweep(ingested_warehouse, device="cpu", progress=False, shard=(0, 2), executor="ray")
+    first = run_sweep(ingested_warehouse, SweepConfig(device="cpu", shard=(0, 2), executor="ray"), progress=False)
     done = set(wh.query("SELECT run_id, step FROM checkpoints WHERE status = 'done'").rows())
     assert first.scored == len(done) == (len(keys) + 1) // 2 and done == set(keys[0::2])
-    second = run_sweep(ingested_warehouse, device="cpu", progress=False, shard=(1, 2), executor="ray")
+    second = run_sweep(ingested_warehouse, SweepConfig(device="cpu", shard=(1, 2), executor="ray"), progress=False)
     assert second.scored == len(keys) - first.scored and second.skipped == 0
-    again = run_sweep(ingested_warehouse, device="cpu", progress=False, executor="ray")
+    again = run_sweep(ingested_warehouse, SweepConfig(device="cpu", executor="ray"), progress=False)
     assert again.scored == 0 and again.skipped == len(keys)
     assert wh.query("SELECT count(*) AS n FROM surprisal")["n"][0] == len(keys) * wh.token_count()
     assert check_warehouse(wh) == []
@@ -145,14 +146,14 @@ def test_bad_executor_options_are_clear_errors(
     ray_cluster: str, ingested_warehouse: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with pytest.raises(LdwError, match="--executor must be one of local, ray"):
-        run_sweep(ingested_warehouse, device="cpu", progress=False, executor="spark")
+        run_sweep(ingested_warehouse, SweepConfig(device="cpu", executor="spark"), progress=False)
     with pytest.raises(LdwError, match="--ray-address needs --executor ray"):
-        run_sweep(ingested_warehouse, device="cpu", progress=False, ray_address="auto")
+        run_sweep(ingested_warehouse, SweepConfig(device="cpu", ray_address="auto"), progress=False)
     with pytest.raises(LdwError, match="has no GPUs"):
-        run_sweep(ingested_warehouse, device="cuda", progress=False, executor="ray")
+        run_sweep(ingested_warehouse, SweepConfig(device="cuda", executor="ray"), progress=False)
     with pytest.raises(LdwError, match="cuda:1 with --executor ray"):
-        run_sweep(ingested_warehouse, device="cuda:1", progress=False, executor="ray")
+        run_sweep(ingested_warehouse, SweepConfig(device="cuda:1", executor="ray"), progress=False)
     monkeypatch.setitem(sys.modules, "ray", None)  # as if ray were not installed
     with pytest.raises(LdwError, match=r"needs ray: pip install 'learning-dynamics-workbench\[cluster\]'"):
-        run_sweep(ingested_warehouse, device="cpu", progress=False, executor="ray")
+        run_sweep(ingested_warehouse, SweepConfig(device="cpu", executor="ray"), progress=False)
     assert Warehouse.open(ingested_warehouse).query("SELECT count(*) AS n FROM sweeps")["n"][0] == 0

@@ -20,6 +20,7 @@ import pytest
 from ldw.app import token_queries
 from ldw.curves.store import compute_metrics
 from ldw.ingest.register import ingest_paths
+from ldw.sweep.config import SweepConfig
 from ldw.sweep.evalset import build_eval_set
 from ldw.sweep.run import run_sweep
 from ldw.warehouse import Warehouse, WarehouseError
@@ -110,7 +111,7 @@ def test_sweep_and_metrics_on_s3_match_a_local_warehouse(
 def test_doctor_on_s3_names_a_missing_object(s3_endpoint: str, tiny_runs: list[Path], tmp_path: Path) -> None:
     url = f"s3://{BUCKET}/doctor-test"
     remote = _remote_warehouse(tiny_runs, tmp_path / "remote", url)
-    run_sweep(remote.root, run_ids=["seed0"], progress=False)
+    run_sweep(remote.root, SweepConfig(runs=("seed0",)), progress=False)
     victim = remote.store.path(
         remote.query("SELECT surprisal_file FROM checkpoints WHERE status = 'done' LIMIT 1")["surprisal_file"][0]
     )

@@ -1,0 +1,39 @@
+"""Typed settings and result of ``ldw metrics``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ldw.curves.metrics import WINDOW
+from ldw.errors import LdwError
+from ldw.warehouse.parquet_io import ROW_GROUP_SIZE
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """How ``ldw metrics`` runs: the final-surprisal window, the sigmoid AoA, chunk size, whether curves are kept."""
+
+    window: float = WINDOW
+    sigmoid: bool = False
+    chunk_tokens: int = ROW_GROUP_SIZE
+    store_curves: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.window <= 1.0:
+            raise LdwError(f"--window must be in (0, 1], not {self.window}")
+        if self.chunk_tokens < 1:
+            raise LdwError(f"--chunk-tokens must be at least 1, not {self.chunk_tokens}")
+
+
+@dataclass(frozen=True)
+class MetricsResult:
+    """What ``ldw metrics`` computed: runs (and the skipped ones, with why), tokens, tables, time, parameters."""
+
+    runs: list[str]
+    skipped_runs: dict[str, str]
+    tokens: int
+    chunks: int
+    tables: list[str]
+    seconds: float
+    params: dict[str, Any]

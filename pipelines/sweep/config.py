@@ -1,0 +1,69 @@
+"""Typed settings and results of ``ldw evalset`` and ``ldw sweep`` (no torch here: the Python API imports them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ldw.errors import LdwError
+
+
+@dataclass(frozen=True)
+class EvalSetConfig:
+    """How the evaluation set is built (stored with it)."""
+
+    corpus: str = "builtin"
+    split: str = "all"
+    heldout_fraction: float = 0.1
+    seq_len: int = 128
+    n_sequences: int | None = None
+    positions_per_sequence: int | None = None
+    seed: int = 0
+    prefix_token_id: int | None = None
+    tokenizer_path: str = ""
+
+
+@dataclass(frozen=True)
+class EvalSetResult:
+    """What ``build_eval_set`` did: sequences and scored tokens, whether it wrote them, the tokenizer used."""
+
+    sequences: int
+    tokens: int
+    written: bool
+    tokenizer: Path
+
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """What a sweep scores and where: runs (default all), device, batch size, shard ``(i, n)``, executor."""
+
+    runs: tuple[str, ...] | None = None
+    device: str = "auto"
+    batch_size: int | None = None
+    shard: tuple[int, int] | None = None
+    executor: str = "local"
+    ray_address: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size is not None and self.batch_size < 1:
+            raise LdwError(f"--batch-size must be at least 1, not {self.batch_size}")
+        if self.shard is not None and not 0 <= self.shard[0] < self.shard[1]:
+            raise LdwError(f"--shard {self.shard[0]}/{self.shard[1]}: need 0 <= i < n")
+        if self.executor not in EXECUTORS:
+            raise LdwError(f"--executor must be one of {', '.join(EXECUTORS)}, not '{self.executor}'")
+        if self.ray_address is not None and self.executor != "ray":
+            raise LdwError("--ray-address needs --executor ray")
+
+
+@dataclass
+class SweepSummary:
+    """Counts of what a sweep did."""
+
+    scored: int = 0
+    skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+    tokens: int = 0
+    seconds: float = 0.0
