@@ -9,8 +9,8 @@ connection. Token lookups are timed on distinct random tokens (median and
 max); everything else is the median of ``--repeats`` calls. Targets: a
 token's curves for all runs < 200 ms, population density views < 1 s.
 
-    python benchmarks/app_latency.py                                   # 1M x 5 x 222 (~13 GB, long build)
-    python benchmarks/app_latency.py --tokens 65536 --runs 2 --checkpoints 20 --dir /tmp/ldw-bench-small
+    python -m benchmarks.app_latency                                   # 1M x 5 x 222 (~13 GB, long build)
+    python -m benchmarks.app_latency --tokens 65536 --runs 2 --checkpoints 20 --dir /tmp/ldw-bench-small
 
 Prints a table and writes ``benchmarks/results/app_latency.json``.
 """
@@ -23,7 +23,6 @@ import math
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,16 +30,13 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from ldw.app import population_queries as pop
 from ldw.app import queries as q
 from ldw.app import search_queries as sq
 from ldw.app import token_queries as tq
 from ldw.app.source import warehouse_version
+from ldw.testing import SyntheticSpec, build_synthetic_warehouse, write_token_curves_raw
 from ldw.warehouse import Warehouse
-from tests.app.synthetic import SyntheticSpec, build_synthetic_warehouse
-from tests.app.token_major import write_token_curves_raw
 
 RESULTS = Path(__file__).resolve().parent / "results" / "app_latency.json"
 SPEC_FILE = "benchmark_spec.json"

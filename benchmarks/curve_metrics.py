@@ -8,8 +8,8 @@ metric computation, and a measured slice of ``compute_metrics`` on a real
 warehouse, extrapolated linearly to the Chang et al. scale (1M tokens x 5 runs
 x 222 checkpoints). Writes ``benchmarks/results/curve_metrics.json``.
 
-    python benchmarks/curve_metrics.py                       # default sizes
-    python benchmarks/curve_metrics.py --curves 500 --reference-curves 3 \
+    python -m benchmarks.curve_metrics                       # default sizes
+    python -m benchmarks.curve_metrics --curves 500 --reference-curves 3 \
         --sigmoid-curves 100 --sigmoid-reference-curves 3 --pipeline-tokens 500 \
         --pipeline-checkpoints 20                            # CI-sized
 """
@@ -20,21 +20,17 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from ldw.curves.aoa import first_crossing, fit_sigmoid_scipy, fit_sigmoids, gam_aoa, sigmoid_aoa
 from ldw.curves.gam import build_smoother, fit_curves
 from ldw.curves.metrics import CrossRunAccumulator, SmootherCache, run_metrics
 from ldw.curves.store import compute_metrics
-from tests.pipelines.test_gam import CHANCE, chang_steps, pygam_reference, synthetic_curves
-from tests.pipelines.test_metrics import build_warehouse
+from ldw.testing import CHANCE, build_curves_warehouse, chang_steps, pygam_reference, synthetic_curves
 
 RESULTS = Path(__file__).resolve().parent / "results" / "curve_metrics.json"
 
@@ -156,7 +152,7 @@ def pipeline_slice(args: argparse.Namespace, full_curves: int) -> dict:
     runs = {f"seed{i}": steps for i in range(args.pipeline_runs)}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "wh"
-        _, build_s = timed(lambda: build_warehouse(root, runs, args.pipeline_tokens))
+        _, build_s = timed(lambda: build_curves_warehouse(root, runs, args.pipeline_tokens))
         return bench_pipeline(root, full_curves) | {"warehouse_build_s": build_s}
 
 

@@ -11,8 +11,8 @@ the raw per-step training loss and against a
 centred 51-step moving average of it (the law predicts the trend, not the
 batch noise). A naive baseline predicts a run by another run's observed curve.
 
-    python benchmarks/lr_law_transfer.py                 # 1200 steps per run, ~3-4 min on 2 cores
-    python benchmarks/lr_law_transfer.py --steps 300     # quick
+    python -m benchmarks.lr_law_transfer                 # 1200 steps per run, ~3-4 min on 2 cores
+    python -m benchmarks.lr_law_transfer --steps 300     # quick
 Writes ``benchmarks/results/lr_law_transfer.json``.
 """
 
@@ -22,16 +22,12 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from transformers import AutoModelForCausalLM
 
 from ldw.corpus import SPLIT_SEED, load_documents, split_documents

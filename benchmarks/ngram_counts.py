@@ -6,8 +6,8 @@ worst case for the number of distinct n-grams (real text repeats more). Only
 the counter's time is measured (generating the tokens is not), then the lookup
 of every position of a synthetic evaluation set (``ngram_features``).
 
-    python benchmarks/ngram_counts.py                      # 20M tokens, vocab 50k
-    python benchmarks/ngram_counts.py --tokens 200000      # tiny, for CI
+    python -m benchmarks.ngram_counts                      # 20M tokens, vocab 50k
+    python -m benchmarks.ngram_counts --tokens 200000      # tiny, for CI
 """
 
 from __future__ import annotations
@@ -17,15 +17,12 @@ import json
 import os
 import platform
 import resource
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ldw.ngrams.counts import DEFAULT_CHUNK_TOKENS, NgramCounter
 from ldw.ngrams.features import ngram_features

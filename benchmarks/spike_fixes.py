@@ -26,9 +26,9 @@ growth into the 1e5 range and a worse final loss, not as transient spikes the de
 counts. The demonstration of spikes proper is meant for a GPU machine (this task had
 none): ``--size small`` or ``160m`` with ``--device cuda`` and more steps.
 
-    python benchmarks/spike_fixes.py                               # tiny, 300 steps, lr 0.1 and 0.5
-    python benchmarks/spike_fixes.py --size small --steps 3000 --lr 0.003,0.01,0.03 --device cuda
-    python benchmarks/spike_fixes.py --variants baseline,qi --steps 200 --lr 0.5
+    python -m benchmarks.spike_fixes                               # tiny, 300 steps, lr 0.1 and 0.5
+    python -m benchmarks.spike_fixes --size small --steps 3000 --lr 0.003,0.01,0.03 --device cuda
+    python -m benchmarks.spike_fixes --variants baseline,qi --steps 200 --lr 0.5
 Writes ``benchmarks/results/spike_fixes.json``.
 """
 
@@ -39,15 +39,12 @@ import dataclasses
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ldw.dynamics.spikes import SpikeParams, detect_spikes
 from ldw.train.config import TrainConfig

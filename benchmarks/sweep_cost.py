@@ -5,12 +5,13 @@ into a real warehouse (Parquet write + fsync + rename + catalog update),
 loading a Pythia-160m-shaped safetensors checkpoint with ldw's loader, and a
 tiny CPU scoring run. The GPU scoring rate is NOT measured here: it is FLOPs
 per token divided into 790 TFLOP/s, times the efficiency of the one GPU
-measurement in DESIGN.md (H100, Pythia-160m shape, bf16, chunked unembedding,
-64 x 2048 windows: 769k tokens/s against a FLOP floor of 2.77M tokens/s).
+measurement in docs/performance.md (H100, Pythia-160m shape, bf16, chunked
+unembedding, 64 x 2048 windows: 769k tokens/s against a FLOP floor of 2.77M
+tokens/s).
 Prints a table and writes ``benchmarks/results/sweep_cost.json``.
 
-    python benchmarks/sweep_cost.py                                   # ~2 minutes on 2 cores
-    python benchmarks/sweep_cost.py --tokens 10000 --load-shape tiny  # seconds
+    python -m benchmarks.sweep_cost                                   # ~2 minutes on 2 cores
+    python -m benchmarks.sweep_cost --tokens 10000 --load-shape tiny  # seconds
 """
 
 from __future__ import annotations
@@ -32,17 +33,15 @@ import pyarrow as pa
 import torch
 from transformers.utils import logging as hf_logging
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from benchmarks.sweep_throughput import H100_BF16_FLOPS, SHAPES, build_model
 from ldw.probe.loading import load_causal_lm
 from ldw.probe.scoring import EvalBatchPlan, score_surprisal
 from ldw.warehouse import CheckpointRecord, RunRecord, Warehouse
 
-H100_MEASURED_160M = 769e3  # DESIGN.md yardstick: tokens/s, bf16, chunked unembedding, 64 x 2048
-H100_FLOOR_160M = 2.77e6  # DESIGN.md: FLOP floor at 790 TFLOP/s
+H100_MEASURED_160M = 769e3  # docs/performance.md: tokens/s, bf16, chunked unembedding, 64 x 2048
+H100_FLOOR_160M = 2.77e6  # docs/performance.md: FLOP floor at 790 TFLOP/s
 EFFICIENCY = H100_MEASURED_160M / H100_FLOOR_160M
-DESIGN_LOAD_BW = 650e6 / 0.2  # DESIGN.md: 650 MB checkpoint in 0.2 s, page cache warm
+H100_HOST_LOAD_BW = 650e6 / 0.2  # docs/performance.md: 650 MB checkpoint in 0.2 s, page cache warm
 WINDOW = 2048  # ldw's Pythia evaluation windows
 
 
@@ -192,7 +191,7 @@ def checkpoint_cost(
 ) -> dict:
     """Seconds to load, score and write one checkpoint on one H100, and what the estimate rests on."""
     flops = flops_per_scored_token(model, ctx, processed_per_scored)
-    rate = EFFICIENCY * H100_BF16_FLOPS / flops  # the DESIGN's measured fraction of the FLOP floor
+    rate = EFFICIENCY * H100_BF16_FLOPS / flops  # the measured fraction of the FLOP floor (docs/performance.md)
     load_s, score_s, write_s = 2 * model.params / load_bw, scored / rate, write_s_per_token * scored  # bf16
     return {
         "gflop_per_scored_token": flops / 1e9,
@@ -295,13 +294,13 @@ def print_table(result: dict, gpus: list[int]) -> None:
             f"{k} {ld[k]['median_s']:.2f} s = {ld[k]['file_bytes_per_s'] / 1e9:.2f} GB/s"
             for k in ("float32", "bfloat16")
         )
-        + f"; DESIGN (H100 host, used below): {DESIGN_LOAD_BW / 1e9:.2f} GB/s"
+        + f"; reference (H100 host, used below): {H100_HOST_LOAD_BW / 1e9:.2f} GB/s"
     )
     print(f"  score_surprisal tiny shape, float32 CPU: {c['tokens_per_s']:,.0f} tokens/s")
     chk = result["flop_check"]
     print(
         f"FLOP check, Pythia-160m ctx {WINDOW}, every position scored: {chk['gflop_per_token']:.4f} GFLOP/token -> "
-        f"{chk['floor_tokens_per_s'] / 1e6:.3f}M tok/s at 790 TFLOP/s (DESIGN {H100_FLOOR_160M / 1e6:.2f}M, "
+        f"{chk['floor_tokens_per_s'] / 1e6:.3f}M tok/s at 790 TFLOP/s (reference {H100_FLOOR_160M / 1e6:.2f}M, "
         f"{chk['relative_diff']:+.2%}); efficiency {EFFICIENCY:.3f} = 769k / 2.77M"
     )
     head = (
@@ -312,7 +311,7 @@ def print_table(result: dict, gpus: list[int]) -> None:
         + f"{'GB':>8}"
     )
     for name, work in result["workloads"].items():
-        print(f"\n{name} (estimated: H100 rate from arithmetic; load at DESIGN bandwidth; write measured here)")
+        print(f"\n{name} (estimated: H100 rate from arithmetic; load at reference bandwidth; write measured here)")
         print(head)
         for size, s in [*work["sizes"].items(), ("total", work["total"])]:
             per = (
@@ -352,17 +351,17 @@ def main() -> None:
         "flop_check": {
             "gflop_per_token": flops_160m / 1e9,
             "floor_tokens_per_s": floor,
-            "design_floor_tokens_per_s": H100_FLOOR_160M,
+            "reference_floor_tokens_per_s": H100_FLOOR_160M,
             "relative_diff": floor / H100_FLOOR_160M - 1,
         },
         "assumptions": {
-            "gpu_rate": "NOT measured here: efficiency x 790e12 / FLOPs per scored token, efficiency = DESIGN H100 "
+            "gpu_rate": "NOT measured here: efficiency x 790e12 / FLOPs per scored token, efficiency = reference H100 "
             "769k / 2.77M tok/s at Pythia-160m (conservative for wider models, whose matmuls are larger, "
             "and for 128-token windows, where the unembedding is 1/12.8 of positions)",
             "efficiency": EFFICIENCY,
             "peak_flops": H100_BF16_FLOPS,
-            "load_bytes_per_s": DESIGN_LOAD_BW,
-            "load_source": "DESIGN: 650 MB in 0.2 s, page cache warm; "
+            "load_bytes_per_s": H100_HOST_LOAD_BW,
+            "load_source": "reference (docs/performance.md): 650 MB in 0.2 s, page cache warm; "
             "GPU loads are bf16 (2 bytes/param) from page cache or NVMe; the CPU measurement is fp32",
             "write": "measured here on CPU, scaled linearly to the scored tokens; surprisal drawn from gamma(2, 2.5)",
             "pythia": f"8 sizes x {PYTHIA_CHECKPOINTS} checkpoints x 1 run, E = {args.tokens:,} tokens, "
@@ -373,9 +372,9 @@ def main() -> None:
             "ray: greedy over N GPUs, at least checkpoints x write time (the driver writes serially)",
             "models": {m.name: asdict(m) for m in [*PYTHIA, GPT2_SMALL]},
         },
-        "workloads": workloads(DESIGN_LOAD_BW, write, gpus),
+        "workloads": workloads(H100_HOST_LOAD_BW, write, gpus),
         "runtime_s": time.perf_counter() - started,
-        "command": " ".join(["python benchmarks/sweep_cost.py", *sys.argv[1:]]),
+        "command": " ".join(["python -m benchmarks.sweep_cost", *sys.argv[1:]]),
     }
     print_table(result, gpus)
     print(f"\nruntime {result['runtime_s']:.0f} s")

@@ -5,8 +5,8 @@ compared against a float32 reference (float64 log-softmax over fp32 logits,
 one window at a time). Prints a table and writes
 ``benchmarks/results/sweep_throughput.json``.
 
-    python benchmarks/sweep_throughput.py --shape tiny --windows 8      # CPU, seconds
-    python benchmarks/sweep_throughput.py --shape 160m --windows 256    # GPU
+    python -m benchmarks.sweep_throughput --shape tiny --windows 8      # CPU, seconds
+    python -m benchmarks.sweep_throughput --shape 160m --windows 256    # GPU
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def main() -> None:
                 "flop_floor_tokens_per_s": floor,
                 "max_abs_err_bits": errors["ldw"]["max"],
                 "errors_bits": errors,
-                "command": "python benchmarks/sweep_throughput.py "
+                "command": "python -m benchmarks.sweep_throughput "
                 + " ".join(
                     f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k not in ("out", "skip_slow")
                 ),

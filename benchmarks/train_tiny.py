@@ -9,8 +9,8 @@ frequencies). On shared cores the wall time depends on the other load; the CPU
 seconds of the (single-threaded) tiny run are what it costs on a quiet core.
 Writes ``benchmarks/results/train_tiny.json``.
 
-    python benchmarks/train_tiny.py                 # the demo: 3 seeds of the defaults
-    python benchmarks/train_tiny.py --seeds 1 --steps 200    # quick look
+    python -m benchmarks.train_tiny                 # the demo: 3 seeds of the defaults
+    python -m benchmarks.train_tiny --seeds 1 --steps 200    # quick look
 """
 
 from __future__ import annotations
@@ -20,16 +20,12 @@ import dataclasses
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ldw.corpus import read_documents

@@ -1,6 +1,6 @@
 """Per-token learning-curve metrics of one run, and cross-run variability.
 
-Definitions (Chang, Tu & Bergen 2023; see DESIGN.md):
+Definitions (Chang, Tu & Bergen 2023; for users in docs/methods.md):
 
 * window: the checkpoints in the last ``window`` fraction of training steps,
   training counted from step 0: ``step >= (1 - window) * max_step``. With

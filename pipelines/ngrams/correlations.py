@@ -40,7 +40,7 @@ STAT_COLUMNS = (
     "ols_intercept",
     "ols_adj_r2",
 )
-# Expected sign of the association with log2 unigram frequency (DESIGN.md): more
+# Expected sign of the association with log2 unigram frequency (docs/methods.md): more
 # frequent -> lower final surprisal, lower variability, earlier AoA, lower forgettability.
 EXPECTED_FREQUENCY_SIGN = {
     "final_surprisal": -1,
@@ -172,7 +172,7 @@ def correlation_table(
 def summary_table(correlations: pl.DataFrame, predictor: str = "log2_unigram_freq") -> pl.DataFrame:
     """Run-averaged Spearman rho (and Pearson r, adjusted R^2) of one predictor vs each metric.
 
-    ``expected`` is the sign DESIGN.md predicts for log2 unigram frequency
+    ``expected`` is the sign docs/methods.md gives for log2 unigram frequency
     (None for other predictors or metrics without a prediction).
     """
     averaged = pl.col("scope") == "mean_over_runs"

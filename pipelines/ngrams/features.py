@@ -1,6 +1,6 @@
 """N-gram predictors of each evaluation token (the ``ngram_stats`` table).
 
-Definitions (DESIGN.md, "n-gram predictors"), all in bits, counts from a
+Definitions (docs/methods.md, "N-gram predictors"), all in bits, counts from a
 reference corpus (:mod:`ldw.ngrams.counts`):
 
 * ``log2_unigram_freq``: log2(count(w) / corpus tokens) of the target w.

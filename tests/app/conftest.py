@@ -8,8 +8,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from ldw.app.launch import APP_MAIN
+from ldw.testing import SyntheticInfo, SyntheticSpec, build_synthetic_warehouse
 from ldw.warehouse import CheckpointRecord, RunRecord, Warehouse
-from tests.app.synthetic import SyntheticInfo, SyntheticSpec, build_synthetic_warehouse
 
 MAIN = APP_MAIN
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.synthetic import SyntheticInfo
+from ldw.testing import SyntheticInfo
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -32,7 +32,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-REPO = Path(__file__).resolve().parents[2]
 TIMEOUT_MS = 60_000
 
 pytestmark = pytest.mark.skipif(
@@ -67,13 +66,13 @@ def server(synthetic: SyntheticInfo, tmp_path_factory: pytest.TempPathFactory) -
     port = _free_port()
     log = tmp_path_factory.mktemp("server") / "streamlit.log"
     code = (
-        "import sys; from pathlib import Path; from app.launch import launch; "
+        "import sys; from pathlib import Path; from ldw.app.launch import launch; "
         "raise SystemExit(launch(Path(sys.argv[1]), port=int(sys.argv[2])))"
     )
     with log.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, "-c", code, str(synthetic.root), str(port)],
-            cwd=REPO,
+            cwd=log.parent,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -10,8 +10,8 @@ import polars as pl
 import pytest
 
 from ldw.app.views.tokens import context_html
+from ldw.testing import SyntheticInfo
 from tests.app.conftest import app_at
-from tests.app.synthetic import SyntheticInfo
 
 
 def charts(at) -> list[dict]:

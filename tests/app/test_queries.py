@@ -17,10 +17,9 @@ from ldw.app import queries as q
 from ldw.app import search_queries as sq
 from ldw.app import token_queries as tq
 from ldw.app.source import Source, warehouse_version
+from ldw.testing import SyntheticInfo, write_token_curves_raw
 from ldw.warehouse import Warehouse
 from ldw.warehouse.checkpoint_surprisal import checkpoint_surprisal
-from tests.app.synthetic import SyntheticInfo
-from tests.app.token_major import write_token_curves_raw
 
 
 @pytest.fixture()

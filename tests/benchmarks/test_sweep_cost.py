@@ -24,7 +24,7 @@ from benchmarks.sweep_throughput import H100_BF16_FLOPS, build_model, flops_per_
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_flop_formula_reproduces_the_design_floor() -> None:
+def test_flop_formula_reproduces_the_reference_floor() -> None:
     floor = H100_BF16_FLOPS / flops_per_scored_token(PYTHIA[1], WINDOW)
     assert floor == pytest.approx(H100_FLOOR_160M, rel=0.02)
 
@@ -76,7 +76,8 @@ def test_sweep_cost_benchmark_tiny(tmp_path: Path) -> None:
     subprocess.run(
         [
             sys.executable,
-            str(ROOT / "benchmarks" / "sweep_cost.py"),
+            "-m",
+            "benchmarks.sweep_cost",
             "--tokens",
             "10000",
             "--writes",
@@ -92,7 +93,7 @@ def test_sweep_cost_benchmark_tiny(tmp_path: Path) -> None:
         ],
         check=True,
         cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": ""},
+        env={"PATH": ""},  # nothing from this shell: the installed ldw and the repository root (cwd) only
         capture_output=True,
     )
     result = json.loads(out.read_text())

@@ -15,7 +15,8 @@ def test_sweep_throughput_benchmark_tiny(tmp_path: Path) -> None:
     subprocess.run(
         [
             sys.executable,
-            str(ROOT / "benchmarks" / "sweep_throughput.py"),
+            "-m",
+            "benchmarks.sweep_throughput",
             "--shape",
             "tiny",
             "--windows",
@@ -29,7 +30,7 @@ def test_sweep_throughput_benchmark_tiny(tmp_path: Path) -> None:
         ],
         check=True,
         cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": ""},
+        env={"PATH": ""},  # nothing from this shell: the installed ldw and the repository root (cwd) only
         capture_output=True,
     )
     result = json.loads(out.read_text())

@@ -16,7 +16,7 @@ from ldw.curves.aoa import (
 )
 from ldw.curves.gam import build_smoother, fit_curves
 from ldw.errors import LdwError
-from tests.pipelines.test_gam import CHANCE, chang_steps, pygam_reference, synthetic_curves
+from ldw.testing import CHANCE, chang_steps, pygam_reference, synthetic_curves
 
 
 def reference_gam_aoa(x: np.ndarray, y: np.ndarray, chance: float) -> tuple[float, float]:

@@ -16,7 +16,7 @@ from ldw.curves.metrics import (
     window_mask,
 )
 from ldw.errors import LdwError
-from tests.pipelines.test_gam import CHANCE, chang_steps, pygam_reference, synthetic_curves
+from ldw.testing import CHANCE, chang_steps, pygam_reference, synthetic_curves
 
 
 def test_window_on_log_spaced_steps_counts_training_steps_not_checkpoints():

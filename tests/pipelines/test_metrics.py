@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 import pytest
 
 from ldw.curves.aoa import chance_bits
@@ -15,49 +14,11 @@ from ldw.curves.config import MetricsConfig
 from ldw.curves.metrics import run_metrics
 from ldw.curves.store import compute_metrics
 from ldw.errors import LdwError
-from ldw.warehouse import CheckpointRecord, RunRecord, Warehouse
-from tests.pipelines.test_gam import chang_steps, synthetic_curves
+from ldw.testing import build_curves_warehouse, chang_steps
+from ldw.warehouse import Warehouse
 
 VOCAB = 320
 N_TOKENS = 300
-
-
-def build_warehouse(root: Path, runs: dict[str, np.ndarray], n_tokens: int = N_TOKENS) -> dict[str, np.ndarray]:
-    """A warehouse with an evaluation set of ~n_tokens and synthetic surprisal for each run's steps."""
-    wh = Warehouse.create(root)
-    seq_len = 31
-    n_seq = n_tokens // (seq_len - 1)
-    ids = (np.arange(n_seq * seq_len, dtype=np.int32).reshape(n_seq, seq_len)) % VOCAB
-    seq = np.repeat(np.arange(n_seq), seq_len - 1)
-    pos = np.tile(np.arange(1, seq_len), n_seq)
-    wh.write_eval_set(
-        pa.table({"seq_id": np.arange(n_seq), "input_ids": list(ids)}),
-        pa.table(
-            {
-                "token_idx": np.arange(len(seq)),
-                "seq_id": seq,
-                "position": pos.astype(np.int32),
-                "token_id": ids[seq, pos],
-                "token_text": [str(t) for t in ids[seq, pos]],
-                "context_len": pos.astype(np.int32),
-            }
-        ),
-        {"seq_len": seq_len},
-        "fp",
-        VOCAB,
-    )
-    matrices = {}
-    for seed, (run_id, steps) in enumerate(runs.items()):
-        wh.upsert_run(
-            RunRecord(run_id, run_id, seed, f"/runs/{run_id}", "step_folders", "gpt_neox", {}, None, "fp", None, {})
-        )
-        wh.upsert_checkpoints(
-            run_id, [CheckpointRecord(int(s), None, f"/runs/{run_id}/step{s}", f"h{s}", None) for s in steps]
-        )
-        matrices[run_id] = synthetic_curves(steps, len(seq), seed=seed)
-        for col, step in enumerate(steps):
-            wh.write_surprisal(run_id, int(step), matrices[run_id][:, col], "sweep-test")
-    return matrices
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +26,7 @@ def computed(tmp_path_factory: pytest.TempPathFactory):
     steps = chang_steps(13, max_step=20_000)
     runs = {"seed0": steps, "seed1": steps, "seed2": np.delete(steps, 7), "stub": steps[:2]}
     root = tmp_path_factory.mktemp("metrics") / "wh"
-    matrices = build_warehouse(root, runs)
+    matrices = build_curves_warehouse(root, runs, N_TOKENS, VOCAB)
     compute_metrics(root, MetricsConfig(chunk_tokens=N_TOKENS), progress=False)  # a first pass, replaced by the second
     summary = compute_metrics(root, MetricsConfig(window=0.3, sigmoid=True, chunk_tokens=128), progress=False)
     return root, runs, matrices, summary
@@ -124,7 +85,7 @@ def test_crossrun_metrics_and_stored_curves(computed):
 
 
 def test_warehouse_without_swept_runs_is_refused(tmp_path: Path):
-    build_warehouse(tmp_path / "wh", {"only": np.array([0, 1, 2])})
+    build_curves_warehouse(tmp_path / "wh", {"only": np.array([0, 1, 2])}, N_TOKENS, VOCAB)
     with pytest.raises(LdwError, match="no run has 4\\+ swept checkpoints"):
         compute_metrics(tmp_path / "wh", progress=False)
 

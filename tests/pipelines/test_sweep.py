@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -78,8 +77,7 @@ def test_killed_sweep_resumes_to_exactly_the_uninterrupted_rows(ingested_warehou
         "4",
         "--quiet",
     ]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     surprisal_dir = ingested_warehouse / "parquet" / "surprisal"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and len(list(surprisal_dir.glob("*/*.parquet"))) < 3:

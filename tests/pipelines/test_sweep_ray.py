@@ -132,7 +132,7 @@ def test_cli_sweep_on_a_running_cluster(ray_cluster: str, ingested_warehouse: Pa
         "cpu",
         "--quiet",
     ]
-    env = {**os.environ, **RAY_ENV, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {**os.environ, **RAY_ENV}
     result = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     total = Warehouse.open(ingested_warehouse).checkpoints().height

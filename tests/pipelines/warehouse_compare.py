@@ -17,7 +17,6 @@ from ldw.cli.main import app
 from ldw.warehouse import Warehouse
 from ldw.warehouse.failpoints import FAILPOINT_ENV, TRACE_ENV
 
-REPO = Path(__file__).resolve().parents[2]
 SWEEP_ARGS = ["--device", "cpu", "--batch-size", "4"]
 VERSION_FOLDER = re.compile(r"^(parquet/derived/[^/]+)/v-[0-9a-f]+")
 
@@ -25,7 +24,6 @@ VERSION_FOLDER = re.compile(r"^(parquet/derived/[^/]+)/v-[0-9a-f]+")
 def run_ldw(args: list[str], failpoint: str | None = None) -> subprocess.CompletedProcess:
     """Run ``ldw ARGS --quiet`` in a fresh Python process (with ``LDW_FAILPOINT`` when given)."""
     env = {k: v for k, v in os.environ.items() if k not in (FAILPOINT_ENV, TRACE_ENV)}
-    env["PYTHONPATH"] = str(REPO)
     if failpoint is not None:
         env[FAILPOINT_ENV] = failpoint
     return subprocess.run(

@@ -129,7 +129,7 @@ def test_a_different_eval_set_needs_replace(wh: Warehouse) -> None:
 def test_reader_in_another_process_while_catalog_is_written(wh: Warehouse) -> None:
     wh.write_surprisal("a", 0, np.ones(12, dtype=np.float32), "sw")
     code = (
-        "import sys; from warehouse import Warehouse\n"
+        "import sys; from ldw.warehouse import Warehouse\n"
         "w = Warehouse.open(sys.argv[1], read_only=True)\n"
         "for _ in range(20): n = w.query('SELECT count(*) AS n FROM surprisal')['n'][0]; assert n % 12 == 0\n"
         "print(n)"

@@ -13,15 +13,14 @@ import pytest
 from ldw.warehouse.errors import WarehouseError
 from ldw.warehouse.failpoints import FAILPOINT_ENV, TRACE_ENV, failpoint
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = "from warehouse.failpoints import failpoint\nfor name in 'abab': failpoint(name); print(name, flush=True)"
+SCRIPT = "from ldw.warehouse.failpoints import failpoint\nfor name in 'abab': failpoint(name); print(name, flush=True)"
 
 
 def _run(env: dict[str, str]) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in (FAILPOINT_ENV, TRACE_ENV)}
     return subprocess.run(
         [sys.executable, "-c", SCRIPT],
-        env={**clean, "PYTHONPATH": str(REPO), **env},
+        env={**clean, **env},
         capture_output=True,
         text=True,
         timeout=60,

@@ -1,7 +1,7 @@
 """A synthetic warehouse with constructed values, written through the Warehouse API.
 
-Used by the app tests (small) and by ``benchmarks/app_latency.py`` (up to the
-Chang et al. scale: 1M tokens x 5 runs x 222 checkpoints). Every table the app
+Used by the app tests (small) and by ``python -m benchmarks.app_latency`` (up to
+the Chang et al. scale: 1M tokens x 5 runs x 222 checkpoints). Every table the app
 reads is filled: runs, checkpoints, the evaluation set, one surprisal file per
 (run, checkpoint), traces (loss, grad_norm, lr) with injected spikes, and the
 derived tables token_metrics, crossrun_metrics, token_curves_smoothed,
@@ -23,8 +23,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from ldw.testing.synthetic_derived import curves, log10_steps, write_derived_tables
 from ldw.warehouse import CheckpointRecord, RunRecord, Warehouse
-from tests.app.synthetic_derived import curves, log10_steps, write_derived_tables
 
 WORDS = [
     "the",

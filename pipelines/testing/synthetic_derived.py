@@ -8,6 +8,7 @@ parameters (``final``, ``aoa``) and the raw values kept while writing.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,7 +18,7 @@ import pyarrow as pa
 from ldw.warehouse import Warehouse
 
 if TYPE_CHECKING:
-    from tests.app.synthetic import SyntheticInfo, SyntheticSpec
+    from ldw.testing.synthetic import SyntheticInfo, SyntheticSpec
 
 CHUNK = 65_536
 
@@ -239,6 +240,11 @@ def _lr_law_tables(wh: Warehouse, run_id: str) -> tuple[pl.DataFrame, pl.DataFra
     return fit, curves
 
 
+def _write_one(wh: Warehouse, table: str, data: pl.DataFrame, params: dict[str, Any]) -> None:
+    with wh.replace_derived(table, params) as write:
+        write("all", data)
+
+
 def write_derived_tables(
     wh: Warehouse,
     spec: SyntheticSpec,
@@ -248,7 +254,7 @@ def write_derived_tables(
     prob: np.ndarray,
     chance: float,
 ) -> None:
-    """Write every derived table the app reads."""
+    """Write every derived table the app reads, each swapped in whole as the pipelines do."""
     rng = np.random.default_rng(spec.seed + 1)
     params = {
         "synthetic": True,
@@ -257,19 +263,22 @@ def write_derived_tables(
         "runs": info.run_ids,
         "steps": {r: info.steps[info.steps > 0].tolist() for r in info.run_ids},
     }
-    for index, lo in enumerate(range(0, info.n_tokens, CHUNK)):
-        metrics, cross, curves = _chunk_tables(spec, info, per_run, lo, min(info.n_tokens, lo + CHUNK), chance)
-        part = f"chunk-{index:06d}"
-        wh.write_derived("token_metrics", metrics, params, part=part)
-        wh.write_derived("crossrun_metrics", cross, params, part=part)
-        if curves is not None:
-            wh.write_derived("token_curves_smoothed", curves, params, part=part)
+    chunked = ["token_metrics", "crossrun_metrics"] + (["token_curves_smoothed"] if spec.smoothed else [])
+    with ExitStack() as stack:
+        write = {table: stack.enter_context(wh.replace_derived(table, params)) for table in chunked}
+        for index, lo in enumerate(range(0, info.n_tokens, CHUNK)):
+            metrics, cross, curves = _chunk_tables(spec, info, per_run, lo, min(info.n_tokens, lo + CHUNK), chance)
+            part = f"chunk-{index:06d}"
+            write["token_metrics"](part, metrics)
+            write["crossrun_metrics"](part, cross)
+            if curves is not None:
+                write["token_curves_smoothed"](part, curves)
     ngram = _ngram_stats(target, prob, spec.n_sequences, spec.seq_len, rng)
-    wh.write_derived("ngram_stats", ngram, {"synthetic": True, "max_n": 5})
-    wh.write_derived("ngram_correlations", _correlations(wh, ngram), {"synthetic": True})
+    _write_one(wh, "ngram_stats", ngram, {"synthetic": True, "max_n": 5})
+    _write_one(wh, "ngram_correlations", _correlations(wh, ngram), {"synthetic": True})
     spikes, spike_tokens = _spike_tables(info, per_run, spec.top_n)
-    wh.write_derived("spikes", spikes, {"synthetic": True, "names": ["loss", "grad_norm"]})
-    wh.write_derived("spike_tokens", spike_tokens, {"synthetic": True, "trace": "loss", "top_n": spec.top_n})
+    _write_one(wh, "spikes", spikes, {"synthetic": True, "names": ["loss", "grad_norm"]})
+    _write_one(wh, "spike_tokens", spike_tokens, {"synthetic": True, "trace": "loss", "top_n": spec.top_n})
     fit, curves = _lr_law_tables(wh, info.run_ids[0])
-    wh.write_derived("lr_law_fit", fit, {"runs": [info.run_ids[0]], "predict": ["constant"]})
-    wh.write_derived("lr_law_curves", curves, {"runs": [info.run_ids[0]], "predict": ["constant"]})
+    _write_one(wh, "lr_law_fit", fit, {"runs": [info.run_ids[0]], "predict": ["constant"]})
+    _write_one(wh, "lr_law_curves", curves, {"runs": [info.run_ids[0]], "predict": ["constant"]})
