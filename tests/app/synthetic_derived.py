@@ -15,6 +15,7 @@ import polars as pl
 import pyarrow as pa
 
 from ldw.warehouse import Warehouse
+from ldw.warehouse.tables import chunk_part
 
 if TYPE_CHECKING:
     from tests.app.synthetic import SyntheticInfo, SyntheticSpec
@@ -120,26 +121,6 @@ def _ngram_stats(
             "log2_context_length": np.log2(position.astype(np.float64)),
         }
     )
-
-
-def _correlations(wh: Warehouse, ngram: pl.DataFrame) -> pl.DataFrame:
-    metrics = wh.query("SELECT run_id, token_idx, final_surprisal, aoa_log10_step FROM token_metrics")
-    rows = []
-    for run_id in sorted(set(metrics["run_id"].to_list())):
-        joined = metrics.filter(pl.col("run_id") == run_id).join(ngram, on="token_idx")
-        for metric in ("final_surprisal", "aoa_log10_step"):
-            r = float(np.corrcoef(joined[metric].to_numpy(), joined["log2_unigram_freq"].to_numpy())[0, 1])
-            rows.append(
-                {
-                    "scope": "run",
-                    "run_id": run_id,
-                    "metric": metric,
-                    "predictor": "log2_unigram_freq",
-                    "n": joined.height,
-                    "pearson_r": r,
-                }
-            )
-    return pl.DataFrame(rows)
 
 
 def _spike_tables(
@@ -257,16 +238,17 @@ def write_derived_tables(
         "runs": info.run_ids,
         "steps": {r: info.steps[info.steps > 0].tolist() for r in info.run_ids},
     }
-    for index, lo in enumerate(range(0, info.n_tokens, CHUNK)):
-        metrics, cross, curves = _chunk_tables(spec, info, per_run, lo, min(info.n_tokens, lo + CHUNK), chance)
-        part = f"chunk-{index:06d}"
-        wh.write_derived("token_metrics", metrics, params, part=part)
-        wh.write_derived("crossrun_metrics", cross, params, part=part)
-        if curves is not None:
-            wh.write_derived("token_curves_smoothed", curves, params, part=part)
+    tables = ["token_metrics", "crossrun_metrics"] + (["token_curves_smoothed"] if spec.smoothed else [])
+    with wh.replace_derived_tables(dict.fromkeys(tables, params)) as write:
+        for index, lo in enumerate(range(0, info.n_tokens, CHUNK)):
+            metrics, cross, curves = _chunk_tables(spec, info, per_run, lo, min(info.n_tokens, lo + CHUNK), chance)
+            part = chunk_part(index)
+            write["token_metrics"](part, metrics)
+            write["crossrun_metrics"](part, cross)
+            if curves is not None:
+                write["token_curves_smoothed"](part, curves)
     ngram = _ngram_stats(target, prob, spec.n_sequences, spec.seq_len, rng)
     wh.write_derived("ngram_stats", ngram, {"synthetic": True, "max_n": 5})
-    wh.write_derived("ngram_correlations", _correlations(wh, ngram), {"synthetic": True})
     spikes, spike_tokens = _spike_tables(info, per_run, spec.top_n)
     wh.write_derived("spikes", spikes, {"synthetic": True, "names": ["loss", "grad_norm"]})
     wh.write_derived("spike_tokens", spike_tokens, {"synthetic": True, "trace": "loss", "top_n": spec.top_n})

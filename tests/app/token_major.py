@@ -3,7 +3,7 @@
 The layout the app expects (a proposal for ``ldw metrics``, which already
 reads these matrices chunk by chunk): the rows of the ``surprisal`` view
 (run_id, step, token_idx, surprisal_bits) sorted by token_idx, then run, then
-step, in parts ``chunk-NNNNNN`` holding tokens ``N * chunk_tokens`` up to the
+step, in parts ``chunk_part(N)`` holding tokens ``N * chunk_tokens`` up to the
 next chunk. Parameters: ``steps`` = run_id -> the done steps it was built from
 (so the app can tell when a later sweep made it stale) and ``chunk_tokens``
 (so the app opens only the part holding a token). With 65,536-row groups one
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ldw.curves.store import raw_curve_table
 from ldw.warehouse import Warehouse
+from ldw.warehouse.tables import chunk_part
 
 TABLE = "token_curves_raw"
 
@@ -27,13 +28,14 @@ def write_token_curves_raw(wh: Warehouse, chunk_tokens: int = 16_384) -> int:
         "chunk_tokens": chunk_tokens,
         "order": "token_idx, run_id, step",
     }
-    wh.clear_derived(TABLE)
     n = wh.token_count()
     parts = 0
-    for index, lo in enumerate(range(0, n, chunk_tokens)):
-        hi = min(n, lo + chunk_tokens)
-        reads = [wh.surprisal_matrix(run_id, lo, hi) for run_id in run_ids]
-        table = raw_curve_table(run_ids, [r[0] for r in reads], reads[0][1], [r[2] for r in reads])
-        wh.write_derived(TABLE, table, params, part=f"chunk-{index:06d}")
-        parts += 1
+    with wh.replace_derived(TABLE, params) as write:
+        for index, lo in enumerate(range(0, n, chunk_tokens)):
+            hi = min(n, lo + chunk_tokens)
+            reads = [wh.surprisal_matrix(run_id, lo, hi) for run_id in run_ids]
+            write(
+                chunk_part(index), raw_curve_table(run_ids, [r[0] for r in reads], reads[0][1], [r[2] for r in reads])
+            )
+            parts += 1
     return parts
