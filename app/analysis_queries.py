@@ -32,5 +32,5 @@ def lr_law_curves(wh: Warehouse) -> pl.DataFrame:
 
 
 def table_rows(wh: Warehouse, table: str) -> pl.DataFrame:
-    """All rows of a small derived table named in the app's export list (e.g. ``ngram_correlations``)."""
+    """All rows of a small derived table named in the app's export list (e.g. ``spikes``)."""
     return wh.query(f'SELECT * FROM "{table}"')

@@ -24,7 +24,7 @@ from ldw.app.figures import run_colors
 from ldw.app.source import Source
 from ldw.app.state import PAGES, XSCALES, AppState, read_state, write_state
 from ldw.app.views import export, overview, population, schedules, spikes, tokens
-from ldw.warehouse import WarehouseError
+from ldw.warehouse import Warehouse, WarehouseError
 
 VIEWS = {
     "overview": overview,
@@ -91,7 +91,7 @@ def main() -> None:
         st.error(f"{exc}")
         st.info("Point the app at a warehouse: `ldw app DIR`, or create one with `ldw demo`.")
         return
-    summary = source.get(q.run_summary)
+    summary = source.get(Warehouse.run_summary)
     all_runs = summary["run_id"].to_list()
     colors = run_colors(all_runs)
     url = read_state(st.query_params)

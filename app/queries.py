@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from ldw.warehouse import Warehouse
+from ldw.warehouse.tables import data_tables
 
 TRACE_ORDER = ("loss", "grad_norm", "lr")
 
@@ -25,15 +26,8 @@ def table_columns(wh: Warehouse) -> dict[str, tuple[str, ...]]:
         "SELECT table_name, list(column_name ORDER BY ordinal_position) AS columns "
         "FROM information_schema.columns GROUP BY table_name"
     )
-    derived = set(wh.query("SELECT table_name FROM derived_tables")["table_name"].to_list())
-    builtin = {"runs", "checkpoints", "sweeps", "eval_sets", "eval_tokens", "eval_sequences", "surprisal", "traces"}
-    return {name: tuple(columns) for name, columns in rows.iter_rows() if name in derived or name in builtin}
-
-
-def derived_params(wh: Warehouse, table: str) -> dict[str, Any]:
-    """Parameters a derived table was computed with ({} when absent)."""
-    rows = wh.query("SELECT params FROM derived_tables WHERE table_name = ?", [table])
-    return json.loads(rows["params"][0]) if rows.height else {}
+    readable = data_tables() | set(wh.query("SELECT table_name FROM derived_tables")["table_name"].to_list())
+    return {name: tuple(columns) for name, columns in rows.iter_rows() if name in readable}
 
 
 def eval_summary(wh: Warehouse) -> dict[str, Any]:
@@ -43,24 +37,6 @@ def eval_summary(wh: Warehouse) -> dict[str, Any]:
         return {}
     row = rows.row(0, named=True)
     return {**row, "config": json.loads(row["config"])}
-
-
-def run_summary(wh: Warehouse) -> pl.DataFrame:
-    """One row per run: checkpoint counts by status, duplicates, steps and tokens scored."""
-    return wh.query(
-        """
-        SELECT r.run_id, r.name, r.seed, r.arch, r.source_kind,
-               count(c.step) AS checkpoints,
-               count(c.step) FILTER (WHERE c.status = 'done') AS done,
-               count(c.step) FILTER (WHERE c.status = 'pending') AS pending,
-               count(c.step) FILTER (WHERE c.status = 'failed') AS failed,
-               count(c.duplicate_of) AS duplicates,
-               min(c.step) AS first_step, max(c.step) AS last_step,
-               coalesce(sum(c.n_tokens) FILTER (WHERE c.status = 'done'), 0) AS tokens_scored
-        FROM runs r LEFT JOIN checkpoints c USING (run_id)
-        GROUP BY ALL ORDER BY r.run_id
-        """
-    )
 
 
 def checkpoint_table(wh: Warehouse, runs: list[str]) -> pl.DataFrame:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from ldw.app.queries import derived_params
 from ldw.warehouse import Warehouse
+from ldw.warehouse.tables import chunk_part
 
 CURVE_SCHEMA = {"run_id": pl.String, "step": pl.Int64, "bits": pl.Float64}
 
@@ -59,10 +59,10 @@ def raw_table_chunk(wh: Warehouse) -> int | None:
     """``chunk_tokens`` of ``token_curves_raw`` when it exists and covers exactly the done checkpoints, else None.
 
     The table's parameters must hold ``steps`` (run_id -> the steps it was
-    built from) and ``chunk_tokens`` (part ``chunk-NNNNNN`` holds tokens
+    built from) and ``chunk_tokens`` (part ``chunk_part(N)`` holds tokens
     ``N * chunk_tokens`` up to the next chunk).
     """
-    params = derived_params(wh, "token_curves_raw")
+    params = wh.derived_params("token_curves_raw")
     steps, chunk = params.get("steps"), params.get("chunk_tokens")
     if not isinstance(steps, dict) or not steps or not isinstance(chunk, int) or chunk < 1:
         return None
@@ -82,9 +82,8 @@ def raw_curves(wh: Warehouse, token_idx: int, runs: list[str], chunk_tokens: int
     view (one row group of every surprisal file).
     """
     if chunk_tokens is not None:
-        folder = wh.derived_location("token_curves_raw")
-        part = f"{folder}/chunk-{token_idx // chunk_tokens:06d}.parquet"
-        if folder is not None and wh.store.exists(part):
+        part = wh.derived_part_path("token_curves_raw", chunk_part(token_idx // chunk_tokens))
+        if part is not None and wh.store.exists(part):
             return wh.query(
                 "SELECT run_id::VARCHAR AS run_id, step, surprisal_bits::DOUBLE AS bits FROM read_parquet(?) "
                 f"WHERE token_idx = ? AND run_id IN {_placeholders(runs)} ORDER BY run_id, step",
@@ -108,7 +107,7 @@ def smoothed_curves(wh: Warehouse, token_idx: int, runs: list[str]) -> pl.DataFr
 
 
 def _unnest_curves(wh: Warehouse, table: str, column: str, token_idx: int, runs: list[str]) -> pl.DataFrame:
-    steps = derived_params(wh, table).get("steps", {})
+    steps = wh.derived_params(table).get("steps", {})
     rows = wh.query(
         f'SELECT run_id, "{column}" AS bits FROM "{table}" WHERE token_idx = ? AND run_id IN {_placeholders(runs)}',
         [token_idx, *runs],

@@ -128,7 +128,7 @@ def measure(root: Path, repeats: int, n_tokens: int, seed: int) -> dict[str, dic
     out["token page, new token (all queries)"] = over_tokens(token_page, wh, tokens, runs, chunk)
     out["warehouse version"] = repeated(warehouse_version, repeats, root)
     out["table list"] = repeated(q.table_columns, repeats, wh)
-    out["overview: run summary"] = repeated(q.run_summary, repeats, wh)
+    out["overview: run summary"] = repeated(Warehouse.run_summary, repeats, wh)
     out["overview: traces (3 x runs, bucketed)"] = repeated(
         q.traces_downsampled, repeats, wh, runs, ["loss", "grad_norm", "lr"], True
     )

@@ -1,5 +1,16 @@
-"""Errors raised by the pipelines; the CLI prints them as one line."""
+"""Errors raised by the pipelines, and the one-line form of any exception for user-facing messages.
+
+This module imports nothing from ``ldw``: the model side (``ldw.probe``) and the
+storage side (``ldw.warehouse``), which know nothing of each other or of the
+pipelines, use :func:`first_line` too.
+"""
 
 
 class LdwError(Exception):
     """A user-facing failure: the message names the file or run and what is wrong."""
+
+
+def first_line(exc: BaseException) -> str:
+    """``ExceptionType: first line of its message`` (just the type when the message is empty)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

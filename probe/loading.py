@@ -9,6 +9,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
+from ldw.errors import first_line
 from ldw.probe.errors import ProbeError
 
 HF_WEIGHT_FILES = (
@@ -22,12 +23,24 @@ STATE_DICT_PREFIXES = ("module.", "_orig_mod.")
 
 
 def resolve_device(device: str) -> torch.device:
-    """Turn "auto" | "cpu" | "cuda[:i]" into a device ("auto" picks CUDA when present)."""
+    """Turn "auto" | "cpu" | "cuda" | "cuda:i" into a device ("auto" picks CUDA when present).
+
+    Anything else, CUDA when it is not available, or a CUDA index beyond the
+    GPUs present is a one-line ProbeError.
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda") or (dev.type == "cpu" and dev.index not in (None, 0)):
+        raise ProbeError(f"device '{device}': expected auto, cpu, cuda or cuda:N")
+    if dev.type == "cuda" and not torch.cuda.is_available():
         raise ProbeError(f"device '{device}' requested but CUDA is not available")
-    return torch.device(device)
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ProbeError(f"device '{device}': only {torch.cuda.device_count()} CUDA device(s) present")
+    return dev
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
@@ -50,7 +63,7 @@ def load_causal_lm(
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
-        raise ProbeError(f"{path}: cannot read config.json ({_first_line(exc)})") from exc
+        raise ProbeError(f"{path}: cannot read config.json ({first_line(exc)})") from exc
     hf_logging.disable_progress_bar()  # the sweep draws its own progress
     try:
         if any((path / name).is_file() for name in HF_WEIGHT_FILES):
@@ -62,7 +75,7 @@ def load_causal_lm(
     except ProbeError:
         raise
     except Exception as exc:
-        raise ProbeError(f"{path}: cannot load weights ({_first_line(exc)})") from exc
+        raise ProbeError(f"{path}: cannot load weights ({first_line(exc)})") from exc
     return model.to(device).eval()
 
 
@@ -99,8 +112,3 @@ def _strip_prefix(key: str) -> str:
         if key.startswith(prefix):
             key = key[len(prefix) :]
     return key
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

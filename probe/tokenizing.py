@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from ldw.errors import first_line
 from ldw.probe.errors import ProbeError
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
@@ -25,8 +26,7 @@ def load_tokenizer(path: Path, trust_remote_code: bool = False) -> PreTrainedTok
     try:
         return AutoTokenizer.from_pretrained(Path(path), trust_remote_code=trust_remote_code)
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ProbeError(f"{path}: cannot load tokenizer ({first})") from exc
+        raise ProbeError(f"{path}: cannot load tokenizer ({first_line(exc)})") from exc
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:

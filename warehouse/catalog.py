@@ -10,7 +10,6 @@ re-created whenever the warehouse is opened for writing.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from typing import Any
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from ldw.warehouse.clock import utcnow
 from ldw.warehouse.derived import DerivedMixin
@@ -26,28 +26,15 @@ from ldw.warehouse.errors import WarehouseError
 from ldw.warehouse.evalset import EvalSetMixin
 from ldw.warehouse.failpoints import failpoint
 from ldw.warehouse.runs import RunsMixin
-from ldw.warehouse.schemas import CATALOG_DDL, EVAL_SEQUENCES, EVAL_TOKENS, PARQUET_TABLES, SURPRISAL, TRACES
 from ldw.warehouse.storage import ParquetStore
 from ldw.warehouse.surprisal import SurprisalMixin
+from ldw.warehouse.tables import CATALOG_TABLES, TABLES
 from ldw.warehouse.traces import TracesMixin
 
 CATALOG_FILE = "catalog.duckdb"
 FORMAT_VERSION = "2"
 LOCK_WAIT_S = 60.0
 
-# Where each Parquet-backed table's files live, relative to parquet/.
-TABLE_GLOBS = {
-    "surprisal": "surprisal/*/*.parquet",
-    "eval_sequences": "eval/eval_sequences.parquet",
-    "eval_tokens": "eval/eval_tokens.parquet",
-    "traces": "traces/*.parquet",
-}
-EMPTY_SCHEMAS = {
-    "surprisal": SURPRISAL,
-    "eval_sequences": EVAL_SEQUENCES,
-    "eval_tokens": EVAL_TOKENS,
-    "traces": TRACES,
-}
 DUCKDB_TYPES = {
     "string": "VARCHAR",
     "int64": "BIGINT",
@@ -101,7 +88,7 @@ class CatalogCore:
     def _set_storage(self, storage: str) -> None:
         url = ParquetStore(storage).url
         with self.connect() as con:
-            con.execute(CATALOG_DDL["meta"][0])
+            con.execute(CATALOG_TABLES["meta"].ddl)
             current = con.execute("SELECT value FROM meta WHERE key = 'parquet_url'").fetchone()
             if current is not None and current[0] != url:
                 raise WarehouseError(f"{self.catalog_path}: Parquet storage is {current[0]}, not {url}")
@@ -170,15 +157,15 @@ class CatalogCore:
 
     def _init_catalog(self) -> None:
         with self.connect() as con:
-            for ddl, _ in CATALOG_DDL.values():
-                con.execute(ddl)
+            for catalog_table in CATALOG_TABLES.values():
+                con.execute(catalog_table.ddl)
             self._check_format(con)
             con.execute(
                 "INSERT OR IGNORE INTO meta VALUES ('format_version', ?), ('created_at', ?)",
                 [FORMAT_VERSION, utcnow().isoformat()],
             )
-            versions = {n: v for n, (_, v) in CATALOG_DDL.items()}
-            versions.update({n: v for n, (_, v) in PARQUET_TABLES.items()})
+            versions = {name: t.version for name, t in CATALOG_TABLES.items()}
+            versions.update({name: spec.version for name, spec in TABLES.items()})
             for name, version in versions.items():
                 con.execute("INSERT OR REPLACE INTO schema_versions VALUES (?, ?)", [name, version])
             self._create_views(con)
@@ -199,11 +186,14 @@ class CatalogCore:
             self._create_views(con)
 
     def _create_views(self, con: duckdb.DuckDBPyConnection) -> None:
-        views = {name: self._view_sql(name, pattern, EMPTY_SCHEMAS[name]) for name, pattern in TABLE_GLOBS.items()}
+        views = {
+            name: self._view_sql(name, spec.glob, spec.schema) for name, spec in TABLES.items() if spec.kind == "base"
+        }
         for name, location in con.execute("SELECT table_name, location FROM derived_tables").fetchall():
-            pattern = f"{location}/*.parquet"
-            has_files = bool(self.store.glob(pattern))
-            views[name] = self._view_sql(name, pattern, None) if has_files else f'DROP VIEW IF EXISTS "{name}"'
+            spec = TABLES.get(name)
+            if spec is None or spec.kind != "derived":
+                continue  # not a table this ldw knows: `ldw doctor` names it
+            views[name] = self._view_sql(name, spec.part_file(location, "*"), None)
         for sql in views.values():
             try:
                 con.execute(sql)
@@ -211,25 +201,19 @@ class CatalogCore:
                 # A damaged file must not lock users out: keep the previous view; `ldw doctor` names the file.
                 continue
 
-    def _view_sql(self, name: str, pattern: str, schema: Any) -> str:
+    def _view_sql(self, name: str, pattern: str, schema: pa.Schema | None) -> str:
+        """A view over the files matching ``pattern``; without files, an empty view of ``schema`` or none."""
         if self.store.glob(pattern):
             path = self.store.path(pattern).replace("'", "''")
             return f"CREATE OR REPLACE VIEW \"{name}\" AS SELECT * FROM read_parquet('{path}')"
+        if schema is None:
+            return f'DROP VIEW IF EXISTS "{name}"'
         cols = ", ".join(f'CAST(NULL AS {DUCKDB_TYPES[str(f.type)]}) AS "{f.name}"' for f in schema)
         return f'CREATE OR REPLACE VIEW "{name}" AS SELECT {cols} WHERE false'
 
     def meta(self) -> dict[str, str]:
         """Key/value facts about the warehouse (format version, creation time)."""
         return dict(self.query("SELECT key, value FROM meta").iter_rows())
-
-    def record_derived(self, table: str, params: dict[str, Any], version: int, location: str) -> None:
-        """Record a derived table's parameters and folder (relative to the store) and refresh its view."""
-        with self.connect() as con:
-            con.execute(
-                "INSERT OR REPLACE INTO derived_tables VALUES (?, ?, ?, ?, ?)",
-                [table, json.dumps(params, sort_keys=True, default=str), utcnow(), version, location],
-            )
-            self._create_views(con)
 
 
 class Warehouse(RunsMixin, EvalSetMixin, SurprisalMixin, TracesMixin, DerivedMixin, CatalogCore):

@@ -1,105 +1,152 @@
-"""Derived tables (metrics, n-gram stats, spikes, ...): Parquet parts plus recorded parameters."""
+"""Derived tables (metrics, n-gram stats, spikes, ...): Parquet parts plus recorded parameters.
+
+Every write makes a new version folder (``derived/TABLE/v-<8 hex digits>``, see
+:mod:`ldw.warehouse.tables`) and switches the catalog to it in one transaction,
+so readers see the old table or the new one, never a mix and never none, on a
+local disk and on object storage alike. A crash before the switch leaves the
+old table and an uncataloged version folder that the next rewrite removes.
+"""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
+from pathlib import PurePosixPath
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
 
-from ldw.warehouse.errors import WarehouseError
+from ldw.warehouse.clock import utcnow
+from ldw.warehouse.failpoints import failpoint
+from ldw.warehouse.tables import table_spec
 
-DERIVED_VERSION = 1
+PartWriter = Callable[[str, pa.Table | pl.DataFrame], None]
 
 
 class DerivedMixin:
-    """Analysis results written by pipelines and read back through views.
+    """Analysis results written by pipelines and read back through views."""
 
-    Each table lives in a version folder ``derived/TABLE/v-<8 hex digits>`` recorded
-    in the catalog; replacing a table writes a new version and switches the
-    catalog row in one transaction, so readers see the old or the new table,
-    never a mix, on a local disk and on object storage alike.
-    """
+    def write_derived(self, table: str, data: pa.Table | pl.DataFrame, params: dict[str, Any]) -> None:
+        """Replace a derived table with ``data`` (one part) and record its parameters, atomically."""
+        with self.replace_derived(table, params) as write:
+            write("all", data)
 
-    def write_derived(
-        self, table: str, data: pa.Table | pl.DataFrame, params: dict[str, Any], part: str = "all"
-    ) -> None:
-        """Write one part of a derived table atomically and record its parameters.
+    def write_derived_part(self, table: str, part: str, data: pa.Table | pl.DataFrame, params: dict[str, Any]) -> None:
+        """Replace one part of a derived table (e.g. one run's rows), keeping its other parts, atomically.
 
-        Parts let a table be written in pieces (e.g. one per run); a view named
-        ``table`` unions them. A part written again replaces the earlier one.
+        The new version holds ``data`` as ``part`` plus a copy of every other
+        part of the current version; the recorded parameters become ``params``.
         """
-        _check_name(table)
-        location = self._derived_location(table) or _new_location(table)
-        self.store.write(_arrow(data), self.store.path(location, f"{part}.parquet"), DERIVED_VERSION)
-        self.record_derived(table, params, DERIVED_VERSION, location)
+        spec = table_spec(table, "derived")
+        current = self._derived_location(table)
+        kept = self.store.glob(spec.part_file(current, "*")) if current else []
+        with self._new_versions([table]) as locations:
+            location = locations[table]
+            self._write_part(table, location, part, data)
+            written = PurePosixPath(spec.part_file(location, part)).name
+            for path in kept:
+                name = PurePosixPath(path).name
+                if name != written:
+                    self.store.copy(path, self.store.path(location, name))
+        self._switch({table: (params, location)}, drop=())
 
     @contextmanager
-    def replace_derived(self, table: str, params: dict[str, Any]) -> Iterator[Callable[[str, pa.Table], None]]:
+    def replace_derived(self, table: str, params: dict[str, Any]) -> Iterator[PartWriter]:
         """Rewrite a derived table part by part, switching to it only when every part is written.
 
         Yields ``write(part, data)``. Readers see the old table until the new
-        one is complete; a crash leaves the old table and an uncataloged
-        version folder that the next rewrite removes.
+        one is complete; an exception inside the block keeps the old table.
         """
-        _check_name(table)
-        location = _new_location(table)
+        with self.replace_derived_tables({table: params}) as write:
+            yield write[table]
 
-        def write(part: str, data: pa.Table | pl.DataFrame) -> None:
-            self.store.write(_arrow(data), self.store.path(location, f"{part}.parquet"), DERIVED_VERSION)
+    @contextmanager
+    def replace_derived_tables(
+        self, params: Mapping[str, dict[str, Any]], drop: Sequence[str] = ()
+    ) -> Iterator[dict[str, PartWriter]]:
+        """Rewrite several derived tables part by part and switch to all of them in one catalog transaction.
 
-        try:
-            yield write
-        except BaseException:
-            self.store.remove(self.store.path(location))
-            raise
-        self.record_derived(table, params, DERIVED_VERSION, location)
-        self._remove_other_versions(table, keep=location)
-
-    def clear_derived(self, table: str) -> None:
-        """Drop a derived table: its catalog row, its view and its files."""
-        _check_name(table)
-        with self.connect() as con:
-            con.execute("DELETE FROM derived_tables WHERE table_name = ?", [table])
-            con.execute(f'DROP VIEW IF EXISTS "{table}"')
-        self._remove_other_versions(table, keep=None)
+        ``params`` maps each table to the parameters to record; yields one
+        ``write(part, data)`` per table. The tables in ``drop`` are removed in
+        the same transaction (e.g. tables that the new ones make stale).
+        """
+        for name in drop:
+            table_spec(name, "derived")
+        with self._new_versions(list(params)) as locations:
+            yield {name: partial(self._write_part, name, location) for name, location in locations.items()}
+        self._switch({name: (params[name], locations[name]) for name in params}, drop)
 
     def derived_location(self, table: str) -> str | None:
         """Folder (absolute path or URL) holding a derived table's parts, or None when absent."""
         location = self._derived_location(table)
         return self.store.path(location) if location else None
 
-    def _derived_location(self, table: str) -> str | None:
-        rows = self.query("SELECT location FROM derived_tables WHERE table_name = ?", [table])
-        return rows["location"][0] if rows.height else None
+    def derived_part_path(self, table: str, part: str) -> str | None:
+        """Path (or URL) of one part of a derived table, or None when the table is absent."""
+        location = self._derived_location(table)
+        return self.store.path(table_spec(table, "derived").part_file(location, part)) if location else None
 
-    def _remove_other_versions(self, table: str, keep: str | None) -> None:
-        for name in self.store.children(f"derived/{table}"):
-            if keep is None or f"derived/{table}/{name}" != keep:
-                self.store.remove(self.store.path("derived", table, name))
-
-    def derived_params(self, table: str) -> dict[str, Any] | None:
-        """Parameters a derived table was computed with (None if absent)."""
+    def derived_params(self, table: str) -> dict[str, Any]:
+        """Parameters a derived table was computed with ({} when it is absent; see :meth:`has_table`)."""
         rows = self.query("SELECT params FROM derived_tables WHERE table_name = ?", [table])
-        return json.loads(rows["params"][0]) if rows.height else None
+        return json.loads(rows["params"][0]) if rows.height else {}
 
     def has_table(self, table: str) -> bool:
         """Whether a derived table has been written."""
         return self.query("SELECT 1 FROM derived_tables WHERE table_name = ?", [table]).height > 0
 
+    def _derived_location(self, table: str) -> str | None:
+        rows = self.query("SELECT location FROM derived_tables WHERE table_name = ?", [table])
+        return rows["location"][0] if rows.height else None
 
-def _new_location(table: str) -> str:
-    return f"derived/{table}/v-{uuid.uuid4().hex[:8]}"
+    @contextmanager
+    def _new_versions(self, names: list[str]) -> Iterator[dict[str, str]]:
+        """A new, uncataloged version folder per table; removed again if the block raises."""
+        locations = {name: table_spec(name, "derived").location(uuid.uuid4().hex[:8]) for name in names}
+        try:
+            yield locations
+        except BaseException:
+            for location in locations.values():
+                self.store.remove(self.store.path(location))
+            raise
 
+    def _write_part(self, table: str, location: str, part: str, data: pa.Table | pl.DataFrame) -> None:
+        spec = table_spec(table, "derived")
+        arrow = data.to_arrow() if isinstance(data, pl.DataFrame) else data
+        spec.check(arrow)
+        self.store.write(arrow, self.store.path(spec.part_file(location, part)), spec.version)
 
-def _arrow(data: pa.Table | pl.DataFrame) -> pa.Table:
-    return data.to_arrow() if isinstance(data, pl.DataFrame) else data
+    def _switch(self, written: dict[str, tuple[dict[str, Any], str]], drop: Sequence[str]) -> None:
+        """Point the catalog at the new versions and drop ``drop``, in one transaction; then remove old versions."""
+        now = utcnow()
+        with self.connect() as con:
+            con.execute("BEGIN")
+            for name in drop:
+                con.execute("DELETE FROM derived_tables WHERE table_name = ?", [name])
+                con.execute(f'DROP VIEW IF EXISTS "{name}"')
+            for name, (params, location) in written.items():
+                con.execute(
+                    "INSERT OR REPLACE INTO derived_tables VALUES (?, ?, ?, ?, ?)",
+                    [
+                        name,
+                        json.dumps(params, sort_keys=True, default=str),
+                        now,
+                        table_spec(name).version,
+                        location,
+                    ],
+                )
+            con.execute("COMMIT")
+            self._create_views(con)
+        failpoint("derived-switched")
+        for name in [*written, *drop]:
+            self._remove_other_versions(name, keep=written[name][1] if name in written else None)
 
-
-def _check_name(table: str) -> None:
-    if not table.replace("_", "").isalnum():
-        raise WarehouseError(f"derived table name '{table}' must be letters, digits and _")
+    def _remove_other_versions(self, table: str, keep: str | None) -> None:
+        folder = table_spec(table, "derived").folder
+        for name in self.store.children(folder):
+            if f"{folder}/{name}" != keep:
+                self.store.remove(self.store.path(folder, name))

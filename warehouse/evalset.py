@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from ldw.warehouse.clock import utcnow
 from ldw.warehouse.errors import WarehouseError
-from ldw.warehouse.schemas import EVAL_SEQUENCES, EVAL_TOKENS, PARQUET_TABLES
+from ldw.warehouse.tables import DERIVED_ROOT, TABLES
 
 
 class EvalSetMixin:
@@ -51,16 +51,13 @@ class EvalSetMixin:
                 f"{self.root}: warehouse already has a different evaluation set; "
                 "use a new --warehouse, or --replace to drop it and every surprisal computed on it"
             )
+        conformed = {
+            name: TABLES[name].conform(data) for name, data in (("eval_sequences", sequences), ("eval_tokens", tokens))
+        }
         if existing.height:
             self._drop_scored_data()
-        self.store.write(
-            sequences.cast(EVAL_SEQUENCES),
-            self.store.path("eval", "eval_sequences.parquet"),
-            PARQUET_TABLES["eval_sequences"][1],
-        )
-        self.store.write(
-            tokens.cast(EVAL_TOKENS), self.store.path("eval", "eval_tokens.parquet"), PARQUET_TABLES["eval_tokens"][1]
-        )
+        for name, data in conformed.items():
+            self.store.write(data, self.store.path(TABLES[name].file()), TABLES[name].version)
         with self.connect() as con:
             con.execute("BEGIN")
             con.execute("DELETE FROM eval_sets")
@@ -90,7 +87,7 @@ class EvalSetMixin:
             for (name,) in con.execute("DELETE FROM derived_tables RETURNING table_name").fetchall():
                 con.execute(f'DROP VIEW IF EXISTS "{name}"')
             con.execute("COMMIT")
-        for folder in ("surprisal", "derived"):
+        for folder in (TABLES["surprisal"].folder, DERIVED_ROOT):
             self.store.remove(self.store.path(folder))
 
     def require_eval_config(self) -> dict[str, Any]:

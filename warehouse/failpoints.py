@@ -1,7 +1,8 @@
 """Deterministic crash points, for crash tests only.
 
 Storage code calls :func:`failpoint` at the moments where a crash matters
-(just before and after a Parquet rename, when the catalog is opened). Normally
+(just before and after a Parquet rename, when the catalog is opened, right
+after a derived table's catalog switch). Normally
 it returns at once. With ``LDW_FAILPOINT=NAME:N`` in the environment, the
 process kills itself with SIGKILL the N-th time it reaches the point ``NAME``,
 so a test can crash a real ``ldw`` command at an exact place and check that

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from ldw.warehouse.disk_errors import disk_reason
 from ldw.warehouse.errors import WarehouseError
 from ldw.warehouse.failpoints import failpoint
-from ldw.warehouse.schemas import SCHEMA_VERSION_KEY
+from ldw.warehouse.tables import SCHEMA_VERSION_KEY
 
 ROW_GROUP_SIZE = 65_536
 

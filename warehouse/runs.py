@@ -111,6 +111,23 @@ class RunsMixin:
         """All runs, ordered by run id."""
         return self.query("SELECT * FROM runs ORDER BY run_id")
 
+    def run_summary(self) -> pl.DataFrame:
+        """One row per run: checkpoint counts by status, duplicates, first and last step, tokens scored."""
+        return self.query(
+            """
+            SELECT r.run_id, r.name, r.seed, r.arch, r.source_kind,
+                   count(c.step) AS checkpoints,
+                   count(c.step) FILTER (WHERE c.status = 'done') AS done,
+                   count(c.step) FILTER (WHERE c.status = 'pending') AS pending,
+                   count(c.step) FILTER (WHERE c.status = 'failed') AS failed,
+                   count(c.duplicate_of) AS duplicates,
+                   min(c.step) AS first_step, max(c.step) AS last_step,
+                   coalesce(sum(c.n_tokens) FILTER (WHERE c.status = 'done'), 0) AS tokens_scored
+            FROM runs r LEFT JOIN checkpoints c USING (run_id)
+            GROUP BY ALL ORDER BY r.run_id
+            """
+        )
+
     def run_ids(self) -> list[str]:
         """Ids of all runs, sorted."""
         return self.query("SELECT run_id FROM runs ORDER BY run_id")["run_id"].to_list()

@@ -10,7 +10,9 @@ Credentials and endpoints come from the filesystem's usual environment
 
 from __future__ import annotations
 
+import os
 import posixpath
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -18,6 +20,7 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ldw.warehouse.disk_errors import disk_reason
 from ldw.warehouse.errors import WarehouseError
 from ldw.warehouse.parquet_io import with_schema_version, write_options, write_parquet_atomic
 
@@ -69,6 +72,24 @@ class ParquetStore:
             pq.write_table(with_schema_version(table, version), path, filesystem=self.fs, **write_options(table.schema))
         except OSError as exc:
             raise WarehouseError(f"{path}: could not write Parquet file ({exc})") from exc
+
+    def copy(self, source: str, target: str) -> None:
+        """Copy one file to ``target`` (its folder is created); locally the copy is fsynced.
+
+        Used to carry parts into a derived table's new, not yet cataloged
+        version folder, so a partial copy is never visible to readers.
+        """
+        try:
+            if self.remote:
+                self.fs.copy(source, target)
+                return
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            with open(target, "rb+") as handle:
+                os.fsync(handle.fileno())
+        except OSError as exc:
+            reason = disk_reason(exc) or f"could not copy {source} ({exc.strerror or exc})"
+            raise WarehouseError(f"{target}: {reason}") from exc
 
     def parquet_file(self, path: str) -> pq.ParquetFile:
         """Open a Parquet file for reading its metadata or row groups."""

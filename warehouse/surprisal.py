@@ -7,7 +7,9 @@ import pyarrow as pa
 
 from ldw.warehouse.errors import WarehouseError
 from ldw.warehouse.parquet_io import read_rows
-from ldw.warehouse.schemas import PARQUET_TABLES, SURPRISAL
+from ldw.warehouse.tables import TABLES
+
+SURPRISAL = TABLES["surprisal"]
 
 
 class SurprisalMixin:
@@ -33,11 +35,11 @@ class SurprisalMixin:
                 "token_idx": pa.array(np.arange(n, dtype=np.int64)),
                 "surprisal_bits": pa.array(values.astype(np.float32)),
             },
-            schema=SURPRISAL,
+            schema=SURPRISAL.schema,
         )
         path = self.surprisal_path(run_id, step)
         first = self.query("SELECT count(*) AS n FROM checkpoints WHERE status = 'done'")["n"][0] == 0
-        self.store.write(table, path, PARQUET_TABLES["surprisal"][1])
+        self.store.write(table, path, SURPRISAL.version)
         self.mark_checkpoint_done(run_id, step, _relative(run_id, step), n, sweep_id)
         if first:  # the view globs the folder: the first file turns it from the empty placeholder (listing
             # the folder on every write would cost a full object-store listing per checkpoint)
@@ -69,4 +71,4 @@ class SurprisalMixin:
 
 def _relative(run_id: str, step: int) -> str:
     """A surprisal file's path under the Parquet root, as the catalog stores it (so a moved warehouse still works)."""
-    return f"surprisal/{run_id}/step-{step:012d}.parquet"
+    return SURPRISAL.file(run_id=run_id, step=step)

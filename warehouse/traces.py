@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from ldw.warehouse.schemas import PARQUET_TABLES, TRACES
+from ldw.warehouse.tables import TABLES
 
 
 class TracesMixin:
@@ -22,9 +22,8 @@ class TracesMixin:
             .sort("name", "step")
             .to_arrow()
         )
-        self.store.write(
-            table.cast(TRACES), self.store.path("traces", f"{run_id}.parquet"), PARQUET_TABLES["traces"][1]
-        )
+        spec = TABLES["traces"]
+        self.store.write(spec.conform(table), self.store.path(spec.file(run_id=run_id)), spec.version)
         self.refresh_views()
         return table.num_rows
 

@@ -21,9 +21,9 @@ from ldw.app import token_queries as tq
 from ldw.app.context import HITS_KEY, PageContext
 from ldw.app.views.overview import traces_view
 from ldw.app.views.tokens import token_figure
+from ldw.warehouse import Warehouse
 
 EXPORTABLE = (
-    "ngram_correlations",
     "token_metrics",
     "crossrun_metrics",
     "ngram_stats",
@@ -131,15 +131,14 @@ def render(ctx: PageContext) -> None:
 
 def _tables(ctx: PageContext) -> None:
     st.subheader("Warehouse tables")
-    if not ctx.has("ngram_correlations"):
-        st.caption(
-            "No `ngram_correlations` table in the warehouse: `ldw export ngram-correlations` writes the "
-            "correlation table (CSV and Parquet) from `token_metrics` and `ngram_stats`."
-        )
+    st.caption(
+        "Correlations of the metrics with the n-gram predictors are not stored in the warehouse: "
+        "`ldw export ngram-correlations` writes them (CSV and Parquet) from `token_metrics` and `ngram_stats`."
+    )
     wh = ctx.source.warehouse()
     for table in EXPORTABLE:
         if ctx.has(table):
-            params = ctx.source.get(q.derived_params, table)
+            params = ctx.source.get(Warehouse.derived_params, table)
             _downloads(
                 f"`{table}`" + (" (computed with recorded parameters)" if params else ""),
                 f"ldw-{table}",

@@ -9,6 +9,7 @@ import streamlit as st
 from ldw.app import queries as q
 from ldw.app.context import PageContext, empty_state
 from ldw.app.figures import plot_config, traces_figure
+from ldw.warehouse import Warehouse
 
 PLOT_CONFIG = plot_config("ldw-traces")
 
@@ -16,7 +17,7 @@ PLOT_CONFIG = plot_config("ldw-traces")
 def render(ctx: PageContext) -> None:
     """Draw the overview page."""
     st.header("Runs overview")
-    summary = ctx.source.get(q.run_summary)
+    summary = ctx.source.get(Warehouse.run_summary)
     if summary.height == 0:
         empty_state("runs", "ldw ingest RUN_DIR ...", "or `ldw demo` for a complete offline example")
         return

@@ -13,6 +13,7 @@ from ldw.app.context import SPIKE_KEY, PageContext, empty_state, select_token
 from ldw.app.figures import plot_config
 from ldw.app.search_queries import with_snippets
 from ldw.app.state import parse_spike_key, spike_key
+from ldw.warehouse import Warehouse
 
 SPIKE_WIDGET = "spike_select"
 PLOT_CONFIG = plot_config("ldw-spike")
@@ -30,7 +31,7 @@ def render(ctx: PageContext) -> None:
         return
     measured = None
     if ctx.has("spike_tokens"):
-        measured = ctx.source.get(q.derived_params, "spike_tokens").get("trace", "loss")
+        measured = ctx.source.get(Warehouse.derived_params, "spike_tokens").get("trace", "loss")
     spikes = spikes.sort(pl.col("trace") != measured, "run_id", "trace", "spike_id")
     keys = [spike_key(r, t, i) for r, t, i in spikes.select("run_id", "trace", "spike_id").iter_rows()]
     if st.session_state.get(SPIKE_KEY) not in keys:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import polars as pl
 from rich.console import Console
 from rich.table import Table
 
@@ -13,13 +14,18 @@ from ldw.warehouse import Warehouse
 def print_status(warehouse: Path, console: Console) -> None:
     """Print runs with checkpoint counts by status, failures, the eval set and derived tables."""
     wh = Warehouse.open(warehouse, read_only=True)
-    counts = wh.query(
-        "SELECT r.run_id AS run, r.source_kind AS kind, count(c.step) AS ckpts, "
-        "count(*) FILTER (WHERE c.status = 'done') AS done, "
-        "count(*) FILTER (WHERE c.status = 'pending') AS pending, "
-        "count(*) FILTER (WHERE c.status = 'failed') AS failed, "
-        "count(c.duplicate_of) AS dup, concat(min(c.step), '-', max(c.step)) AS steps "
-        "FROM runs r LEFT JOIN checkpoints c USING (run_id) GROUP BY ALL ORDER BY r.run_id"
+    summary = wh.run_summary()
+    first, last = (pl.col(c).cast(pl.String).fill_null("") for c in ("first_step", "last_step"))
+    steps = pl.concat_str(first, pl.lit("-"), last)
+    counts = summary.select(
+        pl.col("run_id").alias("run"),
+        pl.col("source_kind").alias("kind"),
+        pl.col("checkpoints").alias("ckpts"),
+        "done",
+        "pending",
+        "failed",
+        pl.col("duplicates").alias("dup"),
+        steps.alias("steps"),
     )
     table = Table(title=f"warehouse {wh.root}")
     for column in counts.columns:

@@ -42,6 +42,7 @@ from ldw.curves.metrics import (
 )
 from ldw.errors import LdwError
 from ldw.warehouse import Warehouse
+from ldw.warehouse.tables import chunk_part
 
 CURVE_TABLES = ("token_curves_smoothed", "token_curves_raw")
 TABLES = ("token_metrics", "crossrun_metrics", *CURVE_TABLES)
@@ -172,9 +173,6 @@ def compute_metrics(
         "n_tokens": n_tokens,
     }
     tables = [t for t in TABLES if store_curves or t not in CURVE_TABLES]
-    if not store_curves:
-        for table in CURVE_TABLES:
-            wh.clear_derived(table)  # stale curves would not match the new metrics
     raw_params = {
         "steps": {r: s.tolist() for r, s in run_steps.items()},
         "chunk_tokens": chunk_tokens,
@@ -191,11 +189,14 @@ def compute_metrics(
     )
     with ExitStack() as stack:
         bar = stack.enter_context(Progress(*columns, console=console, disable=not progress))
-        # each table is swapped in only once every chunk is written: readers never see a partial table
-        write = {
-            t: stack.enter_context(wh.replace_derived(t, raw_params if t == "token_curves_raw" else params))
-            for t in tables
-        }
+        # the tables are swapped in together once every chunk is written: readers never see a partial table;
+        # with --no-curves the stored curves are dropped in the same switch (they would not match the new metrics)
+        write = stack.enter_context(
+            wh.replace_derived_tables(
+                {t: raw_params if t == "token_curves_raw" else params for t in tables},
+                drop=() if store_curves else CURVE_TABLES,
+            )
+        )
         task = bar.add_task("metrics", total=len(chunks) * len(run_ids))
         for index, lo in enumerate(chunks):
             hi = min(n_tokens, lo + chunk_tokens)
@@ -218,7 +219,7 @@ def compute_metrics(
                     curve_parts.append(_curve_table(run_id, token_idx, metrics.smoothed))
                     raw_parts.append(values)
                 bar.advance(task)
-            part = f"chunk-{index:06d}"
+            part = chunk_part(index)
             write["token_metrics"](part, pa.concat_tables(token_parts))
             write["crossrun_metrics"](part, _crossrun_table(tokens, accumulator.result(), per_run))
             if store_curves:

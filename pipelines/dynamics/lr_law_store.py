@@ -24,17 +24,9 @@ from ldw.errors import LdwError
 from ldw.ingest.training_logs import read_training_log
 from ldw.train.lr_schedules import ScheduleSpec, generate, lr_per_step, parse_schedule_spec, read_lr_text
 from ldw.warehouse import Warehouse
+from ldw.warehouse.tables import polars_schema
 
-CURVES_SCHEMA = pl.Schema(
-    {
-        "schedule": pl.String,
-        "kind": pl.String,
-        "step": pl.Int64,
-        "lr": pl.Float64,
-        "predicted_loss": pl.Float64,
-        "observed_loss": pl.Float64,
-    }
-)
+CURVES_SCHEMA = polars_schema("lr_law_curves")
 
 
 @dataclass(frozen=True)
@@ -150,7 +142,8 @@ def fit_schedule_in_warehouse(
     curves = pl.concat(parts)
     p = fit.params
     fit_row = pl.DataFrame(
-        [
+        schema=polars_schema("lr_law_fit"),
+        data=[
             {
                 "runs": ",".join(fit.curves),
                 "L0": p.L0,
@@ -164,11 +157,11 @@ def fit_schedule_in_warehouse(
                 "mape_pct": fit.mape_pct,
                 "n_points": fit.n_points,
             }
-        ]
+        ],
     )
     settings = {"runs": list(run_ids), "predict": list(predict), "fit_from_fraction": fit_from_fraction, "decay": decay}
-    for table, data in (("lr_law_fit", fit_row), ("lr_law_curves", curves)):
-        wh.clear_derived(table)
-        wh.write_derived(table, data, settings)
+    with wh.replace_derived_tables({"lr_law_fit": settings, "lr_law_curves": settings}) as write:
+        write["lr_law_fit"]("all", fit_row)
+        write["lr_law_curves"]("all", curves)
     error_frame = pl.DataFrame(errors, schema=["schedule", "kind", "rmse", "mape_pct"], orient="row")
     return ScheduleFitResult(fit, curves, error_frame)

@@ -13,21 +13,6 @@ ended above the threshold) are skipped.
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
-
-SPIKE_TOKENS_SCHEMA = pl.Schema(
-    {
-        "run_id": pl.String,
-        "spike_id": pl.Int64,
-        "step_before": pl.Int64,
-        "step_after": pl.Int64,
-        "token_idx": pl.Int64,
-        "surprisal_before": pl.Float32,
-        "surprisal_after": pl.Float32,
-        "delta_bits": pl.Float32,
-        "rank": pl.Int64,
-    }
-)
 
 
 def bracketing_checkpoints(steps: np.ndarray, step_start: int, step_end: int) -> tuple[int, int] | None:

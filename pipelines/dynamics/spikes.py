@@ -53,7 +53,6 @@ SPIKE_SCHEMA = pl.Schema(
         "magnitude_mads": pl.Float64,
     }
 )
-TABLE_SCHEMA = pl.Schema({"run_id": pl.String, "trace": pl.String, **SPIKE_SCHEMA})
 
 
 @dataclass(frozen=True)

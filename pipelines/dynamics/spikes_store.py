@@ -13,11 +13,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ldw.dynamics.spike_tokens import SPIKE_TOKENS_SCHEMA, bracketing_checkpoints, top_risers
-from ldw.dynamics.spikes import TABLE_SCHEMA, SpikeParams, detect_spikes
+from ldw.dynamics.spike_tokens import bracketing_checkpoints, top_risers
+from ldw.dynamics.spikes import SpikeParams, detect_spikes
 from ldw.errors import LdwError
 from ldw.warehouse import Warehouse
 from ldw.warehouse.checkpoint_surprisal import checkpoint_surprisal
+from ldw.warehouse.tables import polars_schema
+
+SPIKES_SCHEMA = polars_schema("spikes")
+SPIKE_TOKENS_SCHEMA = polars_schema("spike_tokens")
 
 
 def detect_spikes_in_warehouse(
@@ -26,8 +30,8 @@ def detect_spikes_in_warehouse(
     """Detect spikes in the ``names`` traces of every run and write derived table ``spikes``.
 
     Columns: run_id, trace, spike_id, step_start, step_peak, step_end,
-    baseline, peak_value, magnitude, magnitude_mads. The table is rewritten
-    whole; its parameters (the rule's and the trace names) are recorded.
+    baseline, peak_value, magnitude, magnitude_mads. The table is replaced
+    whole, atomically; its parameters (the rule's and the trace names) are recorded.
     Returns the number of spikes found.
     """
     wh = Warehouse.open(Path(warehouse_path))
@@ -41,9 +45,8 @@ def detect_spikes_in_warehouse(
     for (run_id, name), trace in traces.group_by("run_id", "name", maintain_order=True):
         spikes = detect_spikes(trace["step"].to_numpy(), trace["value"].to_numpy(), params)
         parts.append(spikes.select(pl.lit(run_id).alias("run_id"), pl.lit(name).alias("trace"), pl.all()))
-    table = pl.concat(parts) if parts else pl.DataFrame(schema=TABLE_SCHEMA)
-    wh.clear_derived("spikes")
-    wh.write_derived("spikes", table.cast(TABLE_SCHEMA), {**asdict(params), "names": list(names)})
+    table = pl.concat(parts) if parts else pl.DataFrame(schema=SPIKES_SCHEMA)
+    wh.write_derived("spikes", table.cast(SPIKES_SCHEMA), {**asdict(params), "names": list(names)})
     return table.height
 
 
@@ -97,6 +100,5 @@ def spike_tokens_in_warehouse(warehouse_path: Path, top_n: int = 1000, trace: st
             )
         )
     table = pl.concat(parts) if parts else pl.DataFrame(schema=SPIKE_TOKENS_SCHEMA)
-    wh.clear_derived("spike_tokens")
     wh.write_derived("spike_tokens", table, {"top_n": top_n, "trace": trace, "spikes": wh.derived_params("spikes")})
     return len(parts)

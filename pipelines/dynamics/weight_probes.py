@@ -2,9 +2,9 @@
 
 Columns: run_id, step, layer, head, name, value (see ``ldw.probe.weights`` for
 the names). One Parquet part per run, so probing one run leaves the others'
-rows in place. The probe batch is the first ``n_sequences`` evaluation
-sequences (cut to the model's ``max_position_embeddings``); models are loaded
-in float32.
+rows in place; each run's part is swapped in atomically once the run is
+probed. The probe batch is the first ``n_sequences`` evaluation sequences (cut
+to the model's ``max_position_embeddings``); models are loaded in float32.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from ldw.probe.errors import ProbeError
 from ldw.probe.loading import load_causal_lm, resolve_device
 from ldw.probe.weights import probe_checkpoint
 from ldw.warehouse import Warehouse
+from ldw.warehouse.tables import polars_schema
 
-WEIGHT_PROBES_SCHEMA = pl.Schema(
-    {"run_id": pl.String, "step": pl.Int64, "layer": pl.Int64, "head": pl.Int64, "name": pl.String, "value": pl.Float64}
-)
+WEIGHT_PROBES_SCHEMA = polars_schema("weight_probes")
 
 
 @dataclass
@@ -96,6 +95,6 @@ def probe_weights_in_warehouse(
                     summary.checkpoints += 1
                 bar.advance(task)
             frame = pl.DataFrame(rows, schema=WEIGHT_PROBES_SCHEMA, orient="row")
-            wh.write_derived("weight_probes", frame, params, part=run)
+            wh.write_derived_part("weight_probes", run, frame, params)
             summary.rows += frame.height
     return summary

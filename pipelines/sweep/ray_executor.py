@@ -19,7 +19,7 @@ from types import ModuleType
 
 import torch
 
-from ldw.errors import LdwError
+from ldw.errors import LdwError, first_line
 from ldw.probe.loading import resolve_device
 from ldw.probe.scoring import EvalBatchPlan
 from ldw.sweep.jobs import CheckpointJob, Outcome, default_batch, score_checkpoint, scoring_settings
@@ -52,7 +52,7 @@ def ray_executor(address: str | None, device: str, batch_size: int | None) -> It
         try:
             ray.init(address=address, logging_level=logging.WARNING)
         except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise LdwError(f"--ray-address {address}: cannot connect to Ray ({_first_line(exc)})") from exc
+            raise LdwError(f"--ray-address {address}: cannot connect to Ray ({first_line(exc)})") from exc
     try:
         yield RayExecutor(ray, device, batch_size)
     finally:
@@ -110,7 +110,7 @@ class RayExecutor:
             return self.ray.get(ref)
         except self.ray.exceptions.RayError as exc:
             cause = getattr(exc, "cause", None) or exc
-            raise LdwError(f"{job.path}: Ray task failed ({_first_line(cause)})") from exc
+            raise LdwError(f"{job.path}: Ray task failed ({first_line(cause)})") from exc
 
 
 def _cluster_device(device: str, gpus: int) -> str:
@@ -138,8 +138,3 @@ def _score_task(path: str, plan: EvalBatchPlan, device: str, batch_size: int) ->
 def _worker_settings(device: str, batch_size: int, config: dict) -> dict:
     """On a worker: the scoring settings of its device and libraries."""
     return scoring_settings(resolve_device(device), batch_size, config, "ray")
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

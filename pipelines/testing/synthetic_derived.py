@@ -8,7 +8,6 @@ parameters (``final``, ``aoa``) and the raw values kept while writing.
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,6 +15,7 @@ import polars as pl
 import pyarrow as pa
 
 from ldw.warehouse import Warehouse
+from ldw.warehouse.tables import chunk_part
 
 if TYPE_CHECKING:
     from ldw.testing.synthetic import SyntheticInfo, SyntheticSpec
@@ -123,26 +123,6 @@ def _ngram_stats(
     )
 
 
-def _correlations(wh: Warehouse, ngram: pl.DataFrame) -> pl.DataFrame:
-    metrics = wh.query("SELECT run_id, token_idx, final_surprisal, aoa_log10_step FROM token_metrics")
-    rows = []
-    for run_id in sorted(set(metrics["run_id"].to_list())):
-        joined = metrics.filter(pl.col("run_id") == run_id).join(ngram, on="token_idx")
-        for metric in ("final_surprisal", "aoa_log10_step"):
-            r = float(np.corrcoef(joined[metric].to_numpy(), joined["log2_unigram_freq"].to_numpy())[0, 1])
-            rows.append(
-                {
-                    "scope": "run",
-                    "run_id": run_id,
-                    "metric": metric,
-                    "predictor": "log2_unigram_freq",
-                    "n": joined.height,
-                    "pearson_r": r,
-                }
-            )
-    return pl.DataFrame(rows)
-
-
 def _spike_tables(
     info: SyntheticInfo, per_run: dict[str, dict[str, Any]], top_n: int
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -240,11 +220,6 @@ def _lr_law_tables(wh: Warehouse, run_id: str) -> tuple[pl.DataFrame, pl.DataFra
     return fit, curves
 
 
-def _write_one(wh: Warehouse, table: str, data: pl.DataFrame, params: dict[str, Any]) -> None:
-    with wh.replace_derived(table, params) as write:
-        write("all", data)
-
-
 def write_derived_tables(
     wh: Warehouse,
     spec: SyntheticSpec,
@@ -263,22 +238,20 @@ def write_derived_tables(
         "runs": info.run_ids,
         "steps": {r: info.steps[info.steps > 0].tolist() for r in info.run_ids},
     }
-    chunked = ["token_metrics", "crossrun_metrics"] + (["token_curves_smoothed"] if spec.smoothed else [])
-    with ExitStack() as stack:
-        write = {table: stack.enter_context(wh.replace_derived(table, params)) for table in chunked}
+    tables = ["token_metrics", "crossrun_metrics"] + (["token_curves_smoothed"] if spec.smoothed else [])
+    with wh.replace_derived_tables(dict.fromkeys(tables, params)) as write:
         for index, lo in enumerate(range(0, info.n_tokens, CHUNK)):
             metrics, cross, curves = _chunk_tables(spec, info, per_run, lo, min(info.n_tokens, lo + CHUNK), chance)
-            part = f"chunk-{index:06d}"
+            part = chunk_part(index)
             write["token_metrics"](part, metrics)
             write["crossrun_metrics"](part, cross)
             if curves is not None:
                 write["token_curves_smoothed"](part, curves)
     ngram = _ngram_stats(target, prob, spec.n_sequences, spec.seq_len, rng)
-    _write_one(wh, "ngram_stats", ngram, {"synthetic": True, "max_n": 5})
-    _write_one(wh, "ngram_correlations", _correlations(wh, ngram), {"synthetic": True})
+    wh.write_derived("ngram_stats", ngram, {"synthetic": True, "max_n": 5})
     spikes, spike_tokens = _spike_tables(info, per_run, spec.top_n)
-    _write_one(wh, "spikes", spikes, {"synthetic": True, "names": ["loss", "grad_norm"]})
-    _write_one(wh, "spike_tokens", spike_tokens, {"synthetic": True, "trace": "loss", "top_n": spec.top_n})
+    wh.write_derived("spikes", spikes, {"synthetic": True, "names": ["loss", "grad_norm"]})
+    wh.write_derived("spike_tokens", spike_tokens, {"synthetic": True, "trace": "loss", "top_n": spec.top_n})
     fit, curves = _lr_law_tables(wh, info.run_ids[0])
-    _write_one(wh, "lr_law_fit", fit, {"runs": [info.run_ids[0]], "predict": ["constant"]})
-    _write_one(wh, "lr_law_curves", curves, {"runs": [info.run_ids[0]], "predict": ["constant"]})
+    wh.write_derived("lr_law_fit", fit, {"runs": [info.run_ids[0]], "predict": ["constant"]})
+    wh.write_derived("lr_law_curves", curves, {"runs": [info.run_ids[0]], "predict": ["constant"]})

@@ -2,7 +2,7 @@
 
 Layout (as :func:`ldw.curves.store.compute_metrics` writes it): the rows of
 the ``surprisal`` view (run_id, step, token_idx, surprisal_bits) sorted by
-token_idx, then run, then step, in parts ``chunk-NNNNNN`` holding tokens
+token_idx, then run, then step, in parts ``chunk_part(N)`` holding tokens
 ``N * chunk_tokens`` up to the next chunk. Parameters: ``steps`` = run_id ->
 the done steps it was built from (so the app can tell when a later sweep made
 it stale) and ``chunk_tokens`` (so the app opens only the part holding a
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from ldw.curves.store import raw_curve_table
 from ldw.warehouse import Warehouse
+from ldw.warehouse.tables import chunk_part
 
 TABLE = "token_curves_raw"
 
@@ -33,7 +34,7 @@ def write_token_curves_raw(wh: Warehouse, chunk_tokens: int = 16_384) -> int:
             hi = min(n, lo + chunk_tokens)
             reads = [wh.surprisal_matrix(run_id, lo, hi) for run_id in run_ids]
             write(
-                f"chunk-{index:06d}",
+                chunk_part(index),
                 raw_curve_table(run_ids, [r[0] for r in reads], reads[0][1], [r[2] for r in reads]),
             )
             parts += 1

@@ -128,11 +128,6 @@ def log_partition(logits: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(logits[:, :-1].float(), dim=-1)
 
 
-def z_loss_term(logits: torch.Tensor, coefficient: float) -> torch.Tensor:
-    """Wortsman et al.'s auxiliary loss ``coefficient * mean(logsumexp(logits)^2)`` over predicting positions."""
-    return coefficient * log_partition(logits).pow(2).mean()
-
-
 def _monitored_attention(
     module: nn.Module,
     query: torch.Tensor,

@@ -25,6 +25,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 from transformers.utils import logging as hf_logging
 
 from ldw.corpus import SPLIT_SEED, load_documents, split_documents
+from ldw.probe.loading import resolve_device
 from ldw.probe.tokenizing import encode_documents
 from ldw.train.bpe import train_bpe_tokenizer
 from ldw.train.config import (
@@ -43,15 +44,6 @@ EVAL_FILE = "eval_documents.jsonl"
 TOKENIZER_DIR = "tokenizer"
 SINGLE_THREAD_MAX_HIDDEN = 128  # narrower models train faster on one CPU thread (tiny ops)
 _OWNED_ENTRY = re.compile(r"^(step\d+(\.tmp)?|tokenizer|train_log\.jsonl|eval_documents\.jsonl|run\.json(\.tmp)?)$")
-
-
-def resolve_device(spec: str) -> torch.device:
-    """The torch device for ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if spec == "cuda" and not torch.cuda.is_available():
-        raise TrainConfigError("device 'cuda' requested but CUDA is not available")
-    return torch.device(spec)
 
 
 def seed_everything(seed: int) -> None:

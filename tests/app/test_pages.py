@@ -125,7 +125,7 @@ def test_schedules_and_export_pages(synthetic: SyntheticInfo, monkeypatch: pytes
     labels = [b.proto.label for b in export.get("download_button")]
     assert labels.count("CSV") == labels.count("PARQUET") >= 10
     assert "HTML" in labels
-    assert "ngram_correlations" in " ".join(m.value for m in export.markdown)
+    assert "`ldw export ngram-correlations` writes them" in " ".join(c.value for c in export.caption)
 
 
 @pytest.mark.parametrize(

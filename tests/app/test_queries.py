@@ -48,7 +48,7 @@ def test_tables_and_run_summary(wh: Warehouse, synthetic: SyntheticInfo) -> None
     ):
         assert name in tables
     assert "token_curves_raw" not in tables
-    summary = q.run_summary(wh)
+    summary = wh.run_summary()
     assert summary["run_id"].to_list() == synthetic.run_ids
     assert summary["done"].to_list() == [len(synthetic.steps)] * 3
     assert summary["pending"].to_list() == [0, 0, 0]
@@ -125,7 +125,7 @@ def test_text_and_id_searches_agree_with_polars(wh: Warehouse, eval_tokens: pl.D
 def test_search_text_is_never_sql(wh: Warehouse, text: str) -> None:
     assert sq.search_token_text(wh, text, "exact").height == 0
     assert sq.search_token_text(wh, text, "contains (any case)").height == 0
-    assert q.run_summary(wh).height == 3
+    assert wh.run_summary().height == 3
 
 
 def test_rankings_agree_with_polars(wh: Warehouse, synthetic: SyntheticInfo) -> None:
@@ -261,8 +261,9 @@ def test_version_changes_when_the_warehouse_does(synthetic: SyntheticInfo, tmp_p
     before = warehouse_version(root)
     assert warehouse_version(root) == before
     source = Source.at(root)
-    assert source.get(q.run_summary).height == 3
-    Warehouse.open(root).write_derived("spikes", pl.DataFrame({"run_id": ["seed0"]}), {"changed": True})
+    assert source.get(Warehouse.run_summary).height == 3
+    wh = Warehouse.open(root)
+    wh.write_derived("spikes", wh.query("SELECT * FROM spikes LIMIT 1"), {"changed": True})
     assert warehouse_version(root) != before
     assert Source.at(root).version != source.version
 

@@ -9,11 +9,13 @@ import polars as pl
 import pytest
 from scipy import stats
 
+from ldw.curves.store import MEANED
 from ldw.errors import LdwError
 from ldw.ngrams.correlations import association, correlation_table, summary_table
 from ldw.ngrams.export import export_ngram_correlations, ngram_correlations
 from ldw.ngrams.features import PREDICTORS
 from ldw.warehouse import Warehouse
+from ldw.warehouse.tables import polars_schema, table_spec
 
 
 def reference_ols(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float]:
@@ -126,15 +128,26 @@ def test_summary_table_reports_frequency_effects() -> None:
     assert rho["final_surprisal"] < -0.4 and rho["aoa_log10_step"] < -0.2
 
 
+def _registered(name: str, frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` in the registered layout of table ``name``: its columns cast, the other required ones zero."""
+    spec = table_spec(name)
+    columns = [c for c in spec.schema.names if c in frame.columns or c not in spec.optional]
+    schema = polars_schema(name)
+    return frame.select(
+        pl.col(c).cast(schema[c]) if c in frame.columns else pl.lit(0, schema[c]).alias(c) for c in columns
+    )
+
+
 def test_export_writes_correlations_and_token_features(ingested_warehouse: Path, tmp_path: Path) -> None:
     wh = Warehouse.open(ingested_warehouse)
     n = wh.token_count()
     token_metrics, crossrun, ngram = synthetic_tables(n)
     with pytest.raises(LdwError, match="no token_metrics table"):
         export_ngram_correlations(ingested_warehouse, tmp_path / "out")
-    wh.write_derived("token_metrics", token_metrics, {})
-    wh.write_derived("crossrun_metrics", crossrun, {})
-    wh.write_derived("ngram_stats", ngram, {})
+    means = token_metrics.group_by("token_idx").agg(pl.col(MEANED).mean().name.prefix("mean_"))
+    crossrun = crossrun.join(means, on="token_idx", how="left")
+    for name, frame in (("token_metrics", token_metrics), ("crossrun_metrics", crossrun), ("ngram_stats", ngram)):
+        wh.write_derived(name, _registered(name, frame), {})
     paths = export_ngram_correlations(ingested_warehouse, tmp_path / "out")
     assert [p.name for p in paths] == [
         "ngram_correlations.csv",

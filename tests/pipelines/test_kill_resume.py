@@ -11,9 +11,6 @@ many times the code opens the catalog.
 
 from __future__ import annotations
 
-import math
-import signal
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,13 +21,7 @@ from ldw.ingest.register import ingest_paths
 from ldw.sweep.config import SweepConfig
 from ldw.sweep.run import run_sweep
 from ldw.warehouse import Warehouse
-from ldw.warehouse.failpoints import FAILPOINT_ENV, TRACE_ENV
-from tests.pipelines.warehouse_compare import (
-    SWEEP_ARGS,
-    assert_same_warehouse,
-    copy_warehouse,
-    run_ldw,
-)
+from tests.pipelines.warehouse_compare import SWEEP_ARGS, assert_same_warehouse, copy_warehouse, kill_at, nth, traced
 
 CHUNK_TOKENS = 400  # several metric chunks (parts) on the tiny evaluation set
 
@@ -43,39 +34,12 @@ def _metrics(path: Path) -> None:
     compute_metrics(path, MetricsConfig(chunk_tokens=CHUNK_TOKENS), progress=False)
 
 
-def _traced(work: Callable[[], object], trace: Path) -> list[str]:
-    """Run ``work`` in this process with the failpoint trace on; the points it reached, in order."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(TRACE_ENV, str(trace))
-        patch.delenv(FAILPOINT_ENV, raising=False)
-        work()
-    return trace.read_text().split()
-
-
-def _nth(trace: list[str], name: str, where: float | int) -> int:
-    """Which occurrence of ``name`` to kill at: a fraction of them, or an index (negative: from the end)."""
-    count = trace.count(name)
-    assert count, f"the uninterrupted run never reached failpoint {name}"
-    if isinstance(where, float):
-        return max(1, math.ceil(where * count))
-    return where if where > 0 else count + 1 + where
-
-
-def _kill_at(args: list[str], point: str) -> None:
-    """Run ``ldw ARGS`` until the failpoint kills it; fail if it finishes or dies otherwise."""
-    proc = run_ldw(args, failpoint=point)
-    assert proc.returncode == -signal.SIGKILL, (
-        f"ldw {args[0]} with {FAILPOINT_ENV}={point} was not killed there (exit {proc.returncode}): "
-        f"{proc.stderr[-2000:]}"
-    )
-
-
 @pytest.fixture(scope="module")
 def swept(_ingested: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     """The uninterrupted sweep of the tiny warehouse, and the failpoints it passed."""
     root = tmp_path_factory.mktemp("swept")
     path = copy_warehouse(_ingested, root / "warehouse")
-    return path, _traced(lambda: _sweep(path), root / "trace")
+    return path, traced(lambda: _sweep(path), root / "trace")
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +49,7 @@ def measured(swept: tuple[Path, list[str]], tmp_path_factory: pytest.TempPathFac
     before = copy_warehouse(swept[0], root / "before")
     compute_metrics(before, MetricsConfig(window=0.5, chunk_tokens=CHUNK_TOKENS), progress=False)
     after = copy_warehouse(before, root / "after")
-    return before, after, _traced(lambda: _metrics(after), root / "trace")
+    return before, after, traced(lambda: _metrics(after), root / "trace")
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +57,7 @@ def ingested(tiny_runs: list[Path], tmp_path_factory: pytest.TempPathFactory) ->
     """An uninterrupted ingest of both tiny runs into a new warehouse, and its trace."""
     root = tmp_path_factory.mktemp("ingested")
     path = root / "warehouse"
-    return path, _traced(lambda: ingest_paths(path, tiny_runs, progress=False), root / "trace")
+    return path, traced(lambda: ingest_paths(path, tiny_runs, progress=False), root / "trace")
 
 
 @pytest.mark.parametrize("name, where", [("parquet-written", 0.5), ("parquet-renamed", 0.25), ("catalog-open", 0.75)])
@@ -102,7 +66,7 @@ def test_killed_sweep_resumes_to_the_uninterrupted_warehouse(
 ) -> None:
     reference, trace = swept
     path = copy_warehouse(_ingested, tmp_path / "warehouse")
-    _kill_at(["sweep", "-w", str(path), *SWEEP_ARGS], f"{name}:{_nth(trace, name, where)}")
+    kill_at(["sweep", "-w", str(path), *SWEEP_ARGS], f"{name}:{nth(trace, name, where)}")
     done = Warehouse.open(path).checkpoints().filter(status="done").height
     assert done < Warehouse.open(reference).checkpoints().height
     _sweep(path)
@@ -115,7 +79,7 @@ def test_killed_metrics_resume_to_the_uninterrupted_warehouse(
 ) -> None:
     before, reference, trace = measured
     path = copy_warehouse(before, tmp_path / "warehouse")
-    _kill_at(["metrics", "-w", str(path), "--chunk-tokens", str(CHUNK_TOKENS)], f"{name}:{_nth(trace, name, where)}")
+    kill_at(["metrics", "-w", str(path), "--chunk-tokens", str(CHUNK_TOKENS)], f"{name}:{nth(trace, name, where)}")
     _metrics(path)
     assert_same_warehouse(path, reference)
 
@@ -126,6 +90,6 @@ def test_killed_ingest_resumes_to_the_uninterrupted_warehouse(
 ) -> None:
     reference, trace = ingested
     path = tmp_path / "warehouse"
-    _kill_at(["ingest", *map(str, tiny_runs), "-w", str(path)], f"{name}:{_nth(trace, name, where)}")
+    kill_at(["ingest", *map(str, tiny_runs), "-w", str(path)], f"{name}:{nth(trace, name, where)}")
     ingest_paths(path, tiny_runs, progress=False)
     assert_same_warehouse(path, reference)

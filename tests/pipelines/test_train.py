@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ldw.corpus import SPLIT_SEED, CorpusError, builtin_documents, read_documents, split_documents
+from ldw.probe.errors import ProbeError
 from ldw.train.config import (
     TrainConfig,
     TrainConfigError,
@@ -23,7 +24,7 @@ from ldw.train.config import (
     checkpoint_steps,
     learning_rate,
 )
-from ldw.train.trainer import resolve_device, train_run
+from ldw.train.trainer import train_run
 
 
 def _config_of(run_dir: Path) -> TrainConfig:
@@ -220,9 +221,9 @@ def test_corpus_shorter_than_a_window(tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised without CUDA")
-def test_cuda_requested_without_cuda():
-    with pytest.raises(TrainConfigError, match="CUDA is not available"):
-        resolve_device("cuda")
+def test_cuda_requested_without_cuda(tmp_path):
+    with pytest.raises(ProbeError, match="device 'cuda' requested but CUDA is not available"):
+        train_run(TrainConfig(steps=1, device="cuda"), tmp_path / "run", progress=False)
 
 
 @pytest.mark.cuda

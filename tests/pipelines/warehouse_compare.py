@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 from typer.testing import CliRunner
 
 from ldw.cli.main import app
@@ -21,18 +25,45 @@ SWEEP_ARGS = ["--device", "cpu", "--batch-size", "4"]
 VERSION_FOLDER = re.compile(r"^(parquet/derived/[^/]+)/v-[0-9a-f]+")
 
 
-def run_ldw(args: list[str], failpoint: str | None = None) -> subprocess.CompletedProcess:
-    """Run ``ldw ARGS --quiet`` in a fresh Python process (with ``LDW_FAILPOINT`` when given)."""
+def run_ldw(args: list[str], failpoint: str | None = None, quiet: bool = True) -> subprocess.CompletedProcess:
+    """Run ``ldw ARGS [--quiet]`` in a fresh Python process (with ``LDW_FAILPOINT`` when given)."""
     env = {k: v for k, v in os.environ.items() if k not in (FAILPOINT_ENV, TRACE_ENV)}
     if failpoint is not None:
         env[FAILPOINT_ENV] = failpoint
     return subprocess.run(
-        [sys.executable, "-m", "ldw", *args, "--quiet"],
+        [sys.executable, "-m", "ldw", *args, *(["--quiet"] if quiet else [])],
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
+    )
+
+
+def traced(work: Callable[[], object], trace: Path) -> list[str]:
+    """Run ``work`` in this process with the failpoint trace on; the points it reached, in order."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(TRACE_ENV, str(trace))
+        patch.delenv(FAILPOINT_ENV, raising=False)
+        work()
+    return trace.read_text().split()
+
+
+def nth(trace: list[str], name: str, where: float | int) -> int:
+    """Which occurrence of ``name`` to kill at: a fraction of them, or an index (negative: from the end)."""
+    count = trace.count(name)
+    assert count, f"the uninterrupted run never reached failpoint {name}"
+    if isinstance(where, float):
+        return max(1, math.ceil(where * count))
+    return where if where > 0 else count + 1 + where
+
+
+def kill_at(args: list[str], point: str, quiet: bool = True) -> None:
+    """Run ``ldw ARGS`` until the failpoint kills it; fail if it finishes or dies otherwise."""
+    proc = run_ldw(args, failpoint=point, quiet=quiet)
+    assert proc.returncode == -signal.SIGKILL, (
+        f"ldw {args[0]} with {FAILPOINT_ENV}={point} was not killed there (exit {proc.returncode}): "
+        f"{proc.stderr[-2000:]}"
     )
 
 
@@ -48,7 +79,8 @@ def warehouse_files(root: Path) -> list[str]:
 
 
 def _key_columns(frame: pl.DataFrame) -> list[str]:
-    return [c for c in ("run_id", "token_idx", "step", "name") if c in frame.columns]
+    keys = ("run_id", "trace", "spike_id", "schedule", "kind", "token_idx", "step", "name", "layer", "head", "rank")
+    return [c for c in keys if c in frame.columns]
 
 
 def warehouse_state(root: Path) -> dict[str, pl.DataFrame]:
@@ -63,7 +95,7 @@ def warehouse_state(root: Path) -> dict[str, pl.DataFrame]:
     }
     for table in state["derived_tables"]["table_name"]:
         frame = wh.query(f'SELECT * FROM "{table}"')
-        state[table] = frame.sort(_key_columns(frame))
+        state[table] = frame.sort(_key_columns(frame), maintain_order=True)
     return state
 
 

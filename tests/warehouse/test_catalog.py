@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ldw.warehouse import CheckpointRecord, RunRecord, Warehouse, WarehouseError
+from ldw.warehouse.doctor import check_warehouse
 from ldw.warehouse.parquet_io import ROW_GROUP_SIZE, file_schema_version
 
 
@@ -142,18 +143,94 @@ def test_reader_in_another_process_while_catalog_is_written(wh: Warehouse) -> No
     assert int(out) in (12, 24, 36)
 
 
+def _probes(run_id: str, *values: float) -> pa.Table:
+    """Rows of the registered ``weight_probes`` table (a small derived table to test the derived-table API)."""
+    n = len(values)
+    return pa.table(
+        {
+            "run_id": [run_id] * n,
+            "step": pa.array(range(n), pa.int64()),
+            "layer": pa.array([0] * n, pa.int64()),
+            "head": pa.array([0] * n, pa.int64()),
+            "name": ["sigma1"] * n,
+            "value": pa.array(values, pa.float64()),
+        }
+    )
+
+
+def _total(wh: Warehouse) -> float:
+    return wh.query("SELECT sum(value) AS s FROM weight_probes")["s"][0]
+
+
 def test_replace_derived_swaps_in_only_complete_tables(wh: Warehouse) -> None:
-    with wh.replace_derived("scores", {"v": 1}) as write:
-        write("a", pa.table({"x": [1, 2]}))
-        write("b", pa.table({"x": [3]}))
-    assert wh.query("SELECT sum(x) AS s FROM scores")["s"][0] == 6
-    with pytest.raises(RuntimeError), wh.replace_derived("scores", {"v": 2}) as write:
-        write("a", pa.table({"x": [100]}))
-        assert wh.query("SELECT sum(x) AS s FROM scores")["s"][0] == 6  # readers still see the old table
+    with wh.replace_derived("weight_probes", {"v": 1}) as write:
+        write("a", _probes("a", 1, 2))
+        write("b", _probes("b", 3))
+    assert _total(wh) == 6
+    with pytest.raises(RuntimeError), wh.replace_derived("weight_probes", {"v": 2}) as write:
+        write("a", _probes("a", 100))
+        assert _total(wh) == 6  # readers still see the old table
         raise RuntimeError("killed mid-way")
-    assert wh.query("SELECT sum(x) AS s FROM scores")["s"][0] == 6
-    assert wh.derived_params("scores") == {"v": 1}
-    assert wh.store.children("derived/scores") == [wh.derived_location("scores").rsplit("/", 1)[1]]
-    with wh.replace_derived("scores", {"v": 3}) as write:
-        write("only", pa.table({"x": [7]}))
-    assert wh.query("SELECT sum(x) AS s FROM scores")["s"][0] == 7 and wh.derived_params("scores") == {"v": 3}
+    assert _total(wh) == 6
+    assert wh.derived_params("weight_probes") == {"v": 1}
+    assert wh.store.children("derived/weight_probes") == [wh.derived_location("weight_probes").rsplit("/", 1)[1]]
+    with wh.replace_derived("weight_probes", {"v": 3}) as write:
+        write("only", _probes("a", 7))
+    assert _total(wh) == 7 and wh.derived_params("weight_probes") == {"v": 3}
+    assert wh.derived_params("spikes") == {} and not wh.has_table("spikes")
+
+
+def test_write_derived_part_replaces_one_part_and_keeps_the_others(wh: Warehouse) -> None:
+    wh.write_derived_part("weight_probes", "a", _probes("a", 1, 2), {"v": 1})
+    wh.write_derived_part("weight_probes", "b", _probes("b", 10), {"v": 2})
+    first = wh.derived_location("weight_probes")
+    wh.write_derived_part("weight_probes", "a", _probes("a", 5), {"v": 3})
+    rows = wh.query("SELECT run_id, sum(value) AS s FROM weight_probes GROUP BY run_id ORDER BY run_id").rows()
+    assert rows == [("a", 5.0), ("b", 10.0)]
+    assert wh.derived_location("weight_probes") != first and not Path(first).exists()
+    assert wh.derived_params("weight_probes") == {"v": 3}
+
+
+def test_tables_switch_together_and_drop_in_the_same_transaction(wh: Warehouse) -> None:
+    wh.write_derived("weight_probes", _probes("a", 1), {})
+    fit = pa.table({"schedule": ["s"], "kind": ["fit"], "step": [1], "lr": [0.1], "predicted_loss": [2.0]})
+    with wh.replace_derived_tables({"lr_law_curves": {"k": 1}}, drop=["weight_probes"]) as write:
+        write["lr_law_curves"]("all", fit.append_column("observed_loss", pa.array([None], pa.float64())))
+        assert wh.has_table("weight_probes") and not wh.has_table("lr_law_curves")
+    assert wh.has_table("lr_law_curves") and not wh.has_table("weight_probes")
+    assert not wh.store.children("derived/weight_probes")
+    assert "weight_probes" not in wh.query("SELECT table_name FROM information_schema.tables")["table_name"].to_list()
+
+
+def test_writers_refuse_data_that_does_not_match_the_registered_schema(wh: Warehouse) -> None:
+    with pytest.raises(WarehouseError, match="table 'weight_probes': column 'value' is int64, the registered"):
+        wh.write_derived("weight_probes", _probes("a", 1).set_column(5, "value", pa.array([1], pa.int64())), {})
+    with pytest.raises(WarehouseError, match="table 'weight_probes': missing column 'head'"):
+        wh.write_derived("weight_probes", _probes("a", 1).drop_columns(["head"]), {})
+    with pytest.raises(WarehouseError, match="unexpected column 'extra'"):
+        wh.write_derived("weight_probes", _probes("a", 1).append_column("extra", pa.array([1])), {})
+    with pytest.raises(WarehouseError, match="'scores' is not a registered derived table"):
+        wh.write_derived("scores", pa.table({"x": [1]}), {})
+    wh.write_surprisal("a", 0, np.zeros(12, dtype=np.float32), "sw")
+    sequences = pa.table({"seq_id": [0], "input_ids": [[1, 2]]})
+    tokens = pa.table({"token_idx": [0], "seq_id": [0], "position": [2**40], "token_id": [2], "token_text": ["x"]})
+    with pytest.raises(WarehouseError, match="table 'eval_tokens': missing column 'context_len'"):
+        wh.write_eval_set(sequences, tokens, {"other": 1}, "fp", 50, replace=True)
+    tokens = tokens.append_column("context_len", pa.array([1], pa.int32()))
+    with pytest.raises(WarehouseError, match=r"table 'eval_tokens': column 'position' \(int64\) does not fit int32"):
+        wh.write_eval_set(sequences, tokens, {"other": 1}, "fp", 50, replace=True)
+    assert wh.token_count() == 12 and wh.checkpoints("a")["status"][0] == "done"  # nothing dropped
+    assert not wh.has_table("weight_probes") and not wh.store.children("derived/weight_probes")
+
+
+def test_doctor_checks_derived_files_against_their_schema(wh: Warehouse) -> None:
+    wh.write_derived("weight_probes", _probes("a", 1), {})
+    assert check_warehouse(wh) == []
+    location = wh.derived_location("weight_probes")
+    bad_part = pa.table({"run_id": ["a"]}).replace_schema_metadata({b"ldw_schema_version": b"1"})
+    pq.write_table(bad_part, f"{location}/extra.parquet")
+    leftover = Path(location).parent / "v-00000000"
+    leftover.mkdir()
+    problems = "\n".join(check_warehouse(wh))
+    assert f"{location}/extra.parquet: missing column 'step' (table 'weight_probes')" in problems
+    assert f"{leftover}: version folder not in the catalog" in problems
