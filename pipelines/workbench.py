@@ -97,11 +97,15 @@ class Workbench:
     def ingest(
         self, paths: Sequence[str | Path], config: IngestConfig | None = None, **options: Any
     ) -> list[IngestResult]:
-        """Register runs found under ``paths``: checkpoints, tokenizer fingerprint, weight hashes, training log."""
+        """Register runs found under ``paths``: checkpoints, tokenizer fingerprint, weight hashes, training log.
+
+        A path ``"hf:ORG/NAME"`` is a Hugging Face Hub repository whose branches are the checkpoints
+        (``revisions=("step*",)``, ``every=N`` choose some); no weights are downloaded.
+        """
         from ldw.ingest.register import ingest_paths
 
         settings = configured(IngestConfig, config, options)
-        return ingest_paths(self.root, [Path(p) for p in paths], settings, progress=self.progress)
+        return ingest_paths(self.root, list(paths), settings, progress=self.progress)
 
     def evalset(self, config: EvalSetConfig | None = None, replace: bool = False, **options: Any) -> EvalSetResult:
         """Build the evaluation set (tokens in context every run is scored on); ``replace`` swaps a different one."""
@@ -110,7 +114,11 @@ class Workbench:
         return build_eval_set(self.root, configured(EvalSetConfig, config, options), replace=replace)
 
     def sweep(self, config: SweepConfig | None = None, **options: Any) -> SweepSummary:
-        """Score every evaluation token under every pending checkpoint; resumes where a sweep stopped."""
+        """Score every evaluation token under every pending checkpoint; resumes where a sweep stopped.
+
+        Hub checkpoints are downloaded one by one while the previous one is scored, and removed from the
+        Hugging Face cache once scored unless ``keep_weights=True``.
+        """
         from ldw.sweep.run import run_sweep
 
         return run_sweep(self.root, configured(SweepConfig, config, options), progress=self.progress)

@@ -30,17 +30,33 @@ def init(
 
 
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="Run folders (or folders of run folders).")],
+    paths: Annotated[
+        list[str],
+        typer.Argument(help="Run folders (or folders of run folders), or hf:ORG/NAME Hugging Face Hub repositories."),
+    ],
     warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
     name: Annotated[Optional[str], typer.Option(help="Run name (one run only); default: the folder name.")] = None,
     tokenizer: Annotated[Optional[Path], typer.Option(help="Tokenizer folder when the run has none.")] = None,
     tokens_per_step: Annotated[
         Optional[int], typer.Option(help="Training tokens per step (e.g. 2097152 for Pythia).")
     ] = None,
+    revisions: Annotated[
+        Optional[list[str]],
+        typer.Option(help="hf: only: branches to take, names or glob patterns ('step*'; comma-separated or repeated)."),
+    ] = None,
+    every: Annotated[
+        Optional[int], typer.Option(help="hf: only: every N-th chosen branch in step order (the last always).")
+    ] = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Register runs: checkpoints (HF Trainer, stepN, save_pretrained folders), tokenizer, training log."""
-    config = IngestConfig(name=name, tokenizer=tokenizer, tokens_per_step=tokens_per_step)
+    """Register runs: checkpoints (HF Trainer, stepN, save_pretrained folders, Hub branches), tokenizer, log."""
+    config = IngestConfig(
+        name=name,
+        tokenizer=tokenizer,
+        tokens_per_step=tokens_per_step,
+        revisions=tuple(revisions) if revisions else None,
+        every=every,
+    )
     for result in Workbench(warehouse, progress=not quiet).ingest(paths, config):
         console.print(
             f"[bold]{result.run_id}[/bold] ({result.kind}) from {result.source}: {result.n_checkpoints} checkpoints, "
@@ -108,6 +124,15 @@ def sweep(
             help="Ray cluster for --executor ray (host:port, auto, ray://...); default: $RAY_ADDRESS, else a local one."
         ),
     ] = None,
+    prefetch: Annotated[
+        int, typer.Option(help="Checkpoints fetched and loaded ahead of the one being scored (0: none).")
+    ] = 1,
+    keep_weights: Annotated[
+        bool, typer.Option(help="Keep downloaded Hub checkpoints in the Hugging Face cache (default: remove each).")
+    ] = False,
+    fetch_attempts: Annotated[
+        int, typer.Option(help="Download attempts per Hub checkpoint before it is recorded as failed.")
+    ] = 3,
     quiet: QuietOpt = False,
 ) -> None:
     """Score every evaluation token under every pending checkpoint; resumes where it stopped."""
@@ -118,6 +143,9 @@ def sweep(
         shard=_parse_shard(shard),
         executor=executor,
         ray_address=ray_address,
+        prefetch=prefetch,
+        keep_weights=keep_weights,
+        fetch_attempts=fetch_attempts,
     )
     summary = Workbench(warehouse, progress=not quiet).sweep(config)
     rate = summary.tokens / summary.seconds if summary.seconds else 0.0

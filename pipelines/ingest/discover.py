@@ -49,8 +49,12 @@ class FoundRun:
     warnings: list[str] = field(default_factory=list)
 
 
-def parse_step(name: str) -> tuple[int, int | None] | None:
-    """Step (and tokens seen, when the name gives them) from a checkpoint folder name."""
+def parse_step(name: str, fallback: bool = True) -> tuple[int, int | None] | None:
+    """Step (and tokens seen, when the name gives them) from a checkpoint folder or branch name.
+
+    With ``fallback`` a name of no known scheme gives its last number (``model_500`` -> 500);
+    without it such a name gives None (hub branches such as ``fp16`` are not checkpoints).
+    """
     for pattern in STEP_PATTERNS:
         match = pattern.search(name)
         if match:
@@ -59,8 +63,16 @@ def parse_step(name: str) -> tuple[int, int | None] | None:
             if len(groups) == 3 and groups[1] is not None:
                 tokens = int(groups[1]) * TOKEN_UNITS[groups[2].upper()]
             return int(groups[0]), tokens
-    match = FALLBACK_NUMBER.search(name)
+    match = FALLBACK_NUMBER.search(name) if fallback else None
     return (int(match.group(1)), None) if match else None
+
+
+def series_prefix(name: str) -> str:
+    """What a checkpoint name says before its step: ``stage2-ingredient1`` of
+    ``stage2-ingredient1-step1000-tokens5B``, ``stage1`` of ``stage1-step1000-tokens4B``,
+    empty for ``step1000`` or ``ckpt_042``. Checkpoints of one series share it."""
+    match = STEP_PATTERNS[0].search(name)
+    return name[: match.start()].strip("-_") if match else ""
 
 
 def is_checkpoint_dir(path: Path) -> bool:

@@ -11,6 +11,7 @@ from rich.progress import Progress
 from ldw.errors import LdwError
 from ldw.ingest.config import IngestConfig, IngestResult
 from ldw.ingest.discover import FoundRun, discover_paths, hash_weights
+from ldw.ingest.hub import hub_repo
 from ldw.ingest.training_logs import find_training_log, read_training_log
 from ldw.probe.tokenizing import has_tokenizer, load_tokenizer, tokenizer_fingerprint
 from ldw.warehouse import CheckpointRecord, RunRecord, Warehouse
@@ -33,18 +34,30 @@ def find_tokenizer(run: FoundRun) -> Path:
 
 
 def ingest_paths(
-    warehouse: Path, paths: list[Path], config: IngestConfig = IngestConfig(), progress: bool = True
+    warehouse: Path, paths: list[Path | str], config: IngestConfig = IngestConfig(), progress: bool = True
 ) -> list[IngestResult]:
     """Register every run found under ``paths`` in the warehouse (created if needed).
 
-    Re-ingesting a run adds new checkpoints and keeps finished sweeps of
-    unchanged ones. All runs must share the evaluation set's tokenizer.
+    A path ``hf:ORG/NAME`` is a Hugging Face Hub repository whose branches are the checkpoints
+    (see :mod:`ldw.ingest.hub`); anything else is a folder on disk. Re-ingesting a run adds new
+    checkpoints and keeps finished sweeps of unchanged ones. All runs must share the evaluation
+    set's tokenizer.
     """
-    runs = discover_paths(paths)
-    if config.name is not None and len(runs) > 1:
-        raise LdwError(f"--name given but {len(runs)} runs were found; ingest them one at a time to name them")
+    repos = [repo for p in paths if (repo := hub_repo(str(p))) is not None]
+    local = [Path(p) for p in paths if hub_repo(str(p)) is None]
+    if (config.revisions is not None or config.every is not None) and not repos:
+        raise LdwError("--revisions and --every choose branches of hf:ORG/NAME repositories; no such path given")
+    runs = discover_paths(local) if local else []
+    if config.name is not None and len(runs) + len(repos) > 1:
+        found = len(runs) + len(repos)
+        raise LdwError(f"--name given but {found} runs were found; ingest them one at a time to name them")
     wh = Warehouse.create(warehouse)
-    return [_ingest_run(wh, run, config.name, config.tokenizer, config.tokens_per_step, progress) for run in runs]
+    results = [_ingest_run(wh, run, config.name, config.tokenizer, config.tokens_per_step, progress) for run in runs]
+    if repos:
+        from ldw.ingest.hub_register import ingest_hub_repo
+
+        results += [ingest_hub_repo(wh, repo, config) for repo in repos]
+    return results
 
 
 def _ingest_run(
@@ -59,7 +72,7 @@ def _ingest_run(
     run_id = slugify(run_name)
     tok_path = Path(tokenizer).resolve() if tokenizer else find_tokenizer(run)
     fingerprint = tokenizer_fingerprint(load_tokenizer(tok_path))
-    _check_tokenizer(wh, run_id, tok_path, fingerprint)
+    check_tokenizer(wh, run_id, tok_path, fingerprint)
     tokens_per_step = tokens_per_step or run.metadata.get("tokens_per_step")
     tokens_by_step = _hf_tokens_seen(run) if run.kind == "hf_trainer" else {}
 
@@ -104,7 +117,8 @@ def _ingest_run(
     return IngestResult(run_id, run.root, run.kind, len(records), n_new, duplicates, n_trace_rows, run.warnings)
 
 
-def _check_tokenizer(wh: Warehouse, run_id: str, tok_path: Path, fingerprint: str) -> None:
+def check_tokenizer(wh: Warehouse, run_id: str, tok_path: Path, fingerprint: str) -> None:
+    """Refuse a tokenizer that differs from the other runs' or the evaluation set's, naming both."""
     others = wh.query(
         "SELECT run_id, tokenizer_path FROM runs WHERE run_id <> ? AND tokenizer_fingerprint <> ?",
         [run_id, fingerprint],

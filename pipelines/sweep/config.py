@@ -38,7 +38,13 @@ EXECUTORS = ("local", "ray")
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """What a sweep scores and where: runs (default all), device, batch size, shard ``(i, n)``, executor."""
+    """What a sweep scores and where: runs (default all), device, batch size, shard ``(i, n)``, executor.
+
+    ``prefetch``: checkpoints fetched and loaded ahead of the one being scored (0: none).
+    ``keep_weights``: keep the files a sweep downloaded from the Hugging Face Hub in the cache
+    (by default each revision's downloads are removed once it is scored).
+    ``fetch_attempts``: downloads of a hub checkpoint before it is recorded as failed.
+    """
 
     runs: tuple[str, ...] | None = None
     device: str = "auto"
@@ -46,10 +52,17 @@ class SweepConfig:
     shard: tuple[int, int] | None = None
     executor: str = "local"
     ray_address: str | None = None
+    prefetch: int = 1
+    keep_weights: bool = False
+    fetch_attempts: int = 3
 
     def __post_init__(self) -> None:
         if self.batch_size is not None and self.batch_size < 1:
             raise LdwError(f"--batch-size must be at least 1, not {self.batch_size}")
+        if self.prefetch < 0:
+            raise LdwError(f"--prefetch must be 0 or more, not {self.prefetch}")
+        if self.fetch_attempts < 1:
+            raise LdwError(f"--fetch-attempts must be at least 1, not {self.fetch_attempts}")
         if self.shard is not None and not 0 <= self.shard[0] < self.shard[1]:
             raise LdwError(f"--shard {self.shard[0]}/{self.shard[1]}: need 0 <= i < n")
         if self.executor not in EXECUTORS:

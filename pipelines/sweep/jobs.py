@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
 import transformers
+from transformers import PreTrainedModel
 
+from ldw.ingest.hub import HubCheckpoint
 from ldw.probe.errors import ProbeError
 from ldw.probe.loading import default_dtype, load_causal_lm
 from ldw.probe.scoring import EvalBatchPlan, score_surprisal
+from ldw.sweep.hub_cache import DownloadLedger
+from ldw.sweep.sources import Fetched, fetch_checkpoint
 
 CPU_BATCH = 16
 CUDA_BATCH = 64
@@ -29,11 +33,36 @@ Outcome = np.ndarray | str
 
 @dataclass(frozen=True)
 class CheckpointJob:
-    """One checkpoint to score."""
+    """One checkpoint to score: a folder (``path``), or a Hugging Face Hub revision (``hub``)."""
 
     run_id: str
     step: int
     path: str
+    hub: HubCheckpoint | None = None
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    """How hub checkpoints are fetched: keep the downloads in the cache or not, attempts before giving up."""
+
+    keep_weights: bool = False
+    attempts: int = 3
+
+
+@dataclass
+class Prepared:
+    """A checkpoint fetched and loaded (``model``), or the one-line reason it is not (``error``)."""
+
+    job: CheckpointJob
+    model: PreTrainedModel | None = None
+    error: str | None = None
+    fetched: Fetched | None = None
+
+    def release(self) -> None:
+        """Drop the model and remove the files fetched for it (unless they are kept)."""
+        self.model = None
+        if self.fetched is not None:
+            self.fetched.release()
 
 
 class Executor(Protocol):
@@ -73,9 +102,48 @@ def scoring_settings(device: torch.device, batch_size: int, config: dict, execut
     }
 
 
-def score_checkpoint(path: str, plan: EvalBatchPlan, device: torch.device, batch_size: int) -> Outcome:
-    """Load one checkpoint and score the plan; a checkpoint that cannot be used gives its one-line error."""
+def prepare_job(
+    job: CheckpointJob,
+    device: torch.device,
+    fetch: FetchSettings,
+    build_lock: AbstractContextManager | None = None,
+    ledger: DownloadLedger | None = None,
+) -> Prepared:
+    """Fetch a checkpoint and load it onto ``device``; a checkpoint that cannot be had gives its one-line error.
+
+    ``build_lock`` is held while the model is built (see :func:`ldw.sweep.streaming.model_build_lock`);
+    the weight files are read once before, so that the load under it comes from the page cache.
+    ``ledger`` lists hub downloads until they are removed (see :class:`ldw.sweep.hub_cache.DownloadLedger`).
+    """
+    fetched = fetch_checkpoint(job.path, job.hub, fetch.keep_weights, fetch.attempts, ledger)
+    if isinstance(fetched, str):
+        return Prepared(job, error=fetched)
     try:
-        return score_surprisal(load_causal_lm(Path(path), device), plan, batch_size)
+        if build_lock is not None:
+            fetched.warm()
+        with build_lock or nullcontext():
+            return Prepared(job, model=load_causal_lm(fetched.folder, device), fetched=fetched)
+    except ProbeError as exc:
+        error = str(exc) if job.hub is None else f"{job.path}: {exc}"
+        return Prepared(job, error=error, fetched=fetched)
+
+
+def score_prepared(prepared: Prepared, plan: EvalBatchPlan, batch_size: int) -> Outcome:
+    """Score the plan under a prepared checkpoint: surprisal values, or the one-line error why not."""
+    if prepared.model is None:
+        return prepared.error or f"{prepared.job.path}: not loaded"
+    try:
+        return score_surprisal(prepared.model, plan, batch_size)
     except ProbeError as exc:
         return str(exc)
+
+
+def score_job(
+    job: CheckpointJob, plan: EvalBatchPlan, device: torch.device, batch_size: int, fetch: FetchSettings
+) -> Outcome:
+    """Fetch, load and score one checkpoint, then release it (where no prefetching happens, e.g. a Ray task)."""
+    prepared = prepare_job(job, device, fetch)
+    try:
+        return score_prepared(prepared, plan, batch_size)
+    finally:
+        prepared.release()

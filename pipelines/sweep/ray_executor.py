@@ -6,7 +6,8 @@ or the one-line error comes back through Ray's object store, and the driver
 writes the warehouse exactly as a local sweep does: DuckDB allows one writer
 process, and files, resume, shards and failed checkpoints stay the same.
 Every node needs ldw installed and must read the checkpoint paths as
-cataloged (a shared filesystem).
+cataloged (a shared filesystem); a checkpoint of a Hugging Face Hub run is
+downloaded by the task that scores it, into that node's Hugging Face cache.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 from ldw.errors import LdwError, first_line
 from ldw.probe.loading import resolve_device
 from ldw.probe.scoring import EvalBatchPlan
-from ldw.sweep.jobs import CheckpointJob, Outcome, default_batch, score_checkpoint, scoring_settings
+from ldw.sweep.jobs import CheckpointJob, FetchSettings, Outcome, default_batch, score_job, scoring_settings
 
 RAY_MISSING = "`--executor ray` needs ray: pip install 'learning-dynamics-workbench[cluster]' (or 'ray>=2.9')"
 IN_FLIGHT_PER_SLOT = 2  # queued tasks per GPU (or CPU): workers never wait, loads are not all queued at once
@@ -38,7 +39,9 @@ def import_ray() -> ModuleType:
 
 
 @contextmanager
-def ray_executor(address: str | None, device: str, batch_size: int | None) -> Iterator[RayExecutor]:
+def ray_executor(
+    address: str | None, device: str, batch_size: int | None, fetch: FetchSettings = FetchSettings()
+) -> Iterator[RayExecutor]:
     """Connect to Ray and yield the executor; a cluster started here is shut down on exit.
 
     ``address`` (``host:port``, ``auto`` or ``ray://...``) defaults to
@@ -54,7 +57,7 @@ def ray_executor(address: str | None, device: str, batch_size: int | None) -> It
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise LdwError(f"--ray-address {address}: cannot connect to Ray ({first_line(exc)})") from exc
     try:
-        yield RayExecutor(ray, device, batch_size)
+        yield RayExecutor(ray, device, batch_size, fetch)
     finally:
         if started:
             ray.shutdown()
@@ -63,8 +66,9 @@ def ray_executor(address: str | None, device: str, batch_size: int | None) -> It
 class RayExecutor:
     """Scores each checkpoint as one Ray task: one GPU each on CUDA, else one CPU each."""
 
-    def __init__(self, ray: ModuleType, device: str, batch_size: int | None) -> None:
+    def __init__(self, ray: ModuleType, device: str, batch_size: int | None, fetch: FetchSettings) -> None:
         self.ray = ray
+        self.fetch = fetch
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         self.device = _cluster_device(device, gpus)
@@ -95,7 +99,7 @@ class RayExecutor:
         try:
             while True:
                 for job in itertools.islice(todo, self.max_in_flight - len(in_flight)):
-                    in_flight[task.remote(job.path, plan_ref, self.device, self.batch)] = job
+                    in_flight[task.remote(job, plan_ref, self.device, self.batch, self.fetch)] = job
                 if not in_flight:
                     return
                 (ref,), _ = ray.wait(list(in_flight), num_returns=1)
@@ -124,15 +128,15 @@ def _cluster_device(device: str, gpus: int) -> str:
     return device
 
 
-def _score_task(path: str, plan: EvalBatchPlan, device: str, batch_size: int) -> Outcome:
-    """On a worker: score one checkpoint with as many torch threads as the task has CPUs."""
+def _score_task(job: CheckpointJob, plan: EvalBatchPlan, device: str, batch_size: int, fetch: FetchSettings) -> Outcome:
+    """On a worker: fetch and score one checkpoint with as many torch threads as the task has CPUs."""
     import ray
 
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
     # the plan arrives as read-only views of the object store; torch wants writable arrays
     own = EvalBatchPlan(plan.input_ids.copy(), plan.seq_ids.copy(), plan.positions.copy(), plan.prefix_token_id)
-    return score_checkpoint(path, own, resolve_device(device), batch_size)
+    return score_job(job, own, resolve_device(device), batch_size, fetch)
 
 
 def _worker_settings(device: str, batch_size: int, config: dict) -> dict:

@@ -6,16 +6,20 @@ checkpoint that fails to load is recorded as failed and the sweep goes on.
 
 An executor turns checkpoint jobs into outcomes (surprisal values or a
 one-line error): ``local`` scores them one after another in this process,
-``ray`` (``ldw.sweep.ray_executor``) as one Ray task each. Either way this
-process alone writes the warehouse, through :func:`_record`.
+fetching and loading the next ones meanwhile (``ldw.sweep.streaming``),
+``ray`` (``ldw.sweep.ray_executor``) as one Ray task each. Either way one
+background thread of this process alone writes the warehouse, through
+:func:`_record`. Checkpoints of runs ingested from the Hugging Face Hub are
+downloaded as they are needed (``ldw.sweep.sources``).
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,46 +27,27 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from ldw.errors import LdwError
-from ldw.probe.loading import resolve_device
+from ldw.ingest.hub import HUB_SOURCE_KIND, HubCheckpoint
 from ldw.probe.scoring import EvalBatchPlan
 from ldw.sweep.config import SweepConfig, SweepSummary
-from ldw.sweep.jobs import (
-    CheckpointJob,
-    Executor,
-    Outcome,
-    default_batch,
-    score_checkpoint,
-    scoring_settings,
-)
+from ldw.sweep.hub_cache import DownloadLedger
+from ldw.sweep.jobs import CheckpointJob, Executor, FetchSettings, Outcome
+from ldw.sweep.streaming import BackgroundWriter, LocalExecutor
 from ldw.warehouse import Warehouse
 
 
-class LocalExecutor:
-    """Scores checkpoints one after another in this process."""
-
-    def __init__(self, device: str, batch_size: int | None) -> None:
-        self.device = resolve_device(device)
-        self.batch = batch_size or default_batch(self.device)
-
-    def settings(self, config: dict) -> dict:
-        """Scoring settings of this machine's device."""
-        return scoring_settings(self.device, self.batch, config, "local")
-
-    def score(self, jobs: list[CheckpointJob], plan: EvalBatchPlan) -> Iterator[tuple[CheckpointJob, Outcome]]:
-        """Score each job in turn."""
-        for job in jobs:
-            yield job, score_checkpoint(job.path, plan, self.device, self.batch)
-
-
 @contextmanager
-def _open_executor(executor: str, device: str, batch_size: int | None, ray_address: str | None) -> Iterator[Executor]:
-    if executor == "ray":
+def _open_executor(sweep: SweepConfig, root: Path) -> Iterator[Executor]:
+    fetch = FetchSettings(sweep.keep_weights, sweep.fetch_attempts)
+    if sweep.executor == "ray":
         from ldw.sweep.ray_executor import ray_executor
 
-        with ray_executor(ray_address, device, batch_size) as scorer:
+        with ray_executor(sweep.ray_address, sweep.device, sweep.batch_size, fetch) as scorer:
             yield scorer
     else:
-        yield LocalExecutor(device, batch_size)
+        shard = f"-shard-{sweep.shard[0]}-of-{sweep.shard[1]}" if sweep.shard else ""
+        ledger = DownloadLedger(root / f"hub-downloads{shard}.txt")
+        yield LocalExecutor(sweep.device, sweep.batch_size, sweep.prefetch, fetch, ledger)
 
 
 def run_sweep(
@@ -88,9 +73,9 @@ def run_sweep(
     started = time.perf_counter()
     ids, seq_ids, positions = wh.eval_arrays()
     plan = EvalBatchPlan(ids, seq_ids, positions, config.get("prefix_token_id"))
-    with _open_executor(sweep.executor, sweep.device, sweep.batch_size, sweep.ray_address) as scorer:
+    with _open_executor(sweep, wh.root) as scorer:
         sweep_id = uuid.uuid4().hex[:12]
-        wh.record_sweep(sweep_id, scorer.settings(config))
+        wh.record_sweep(sweep_id, {**scorer.settings(config), **_source_settings(jobs, sweep)})
         columns = [
             TextColumn("{task.description}"),
             BarColumn(),
@@ -100,10 +85,16 @@ def run_sweep(
         ]
         with Progress(*columns, console=console, disable=not progress) as bar:
             tasks = _progress_tasks(bar, jobs)
-            for job, outcome in scorer.score(jobs, plan):
+
+            def write(job: CheckpointJob, outcome: Outcome) -> None:
                 _record(wh, job, outcome, sweep_id, summary, console)
                 rate = summary.tokens / max(time.perf_counter() - started, 1e-9)
                 bar.update(tasks[job.run_id], advance=1, rate=f"{rate:,.0f} tok/s")
+
+            # from here on only the writer thread opens the warehouse; an error stops the scorer's threads too
+            with BackgroundWriter(write) as writer, closing(scorer.score(jobs, plan)) as outcomes:
+                for job, outcome in outcomes:
+                    writer.submit(job, outcome)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -138,14 +129,55 @@ def _pending_jobs(
 ) -> list[CheckpointJob]:
     """Checkpoints of the chosen runs (and shard) not yet done, in run, step order; counts the skipped."""
     jobs = []
+    hub_runs = wh.query("SELECT run_id, metadata FROM runs WHERE source_kind = ?", [HUB_SOURCE_KIND])
+    listings = {run_id: json.loads(metadata)["hub"] for run_id, metadata in hub_runs.iter_rows()}
     for run_id in chosen:
+        hub = listings.get(run_id)
         checkpoints = wh.checkpoints(run_id)
         if mine is not None:
             checkpoints = checkpoints.filter([(run_id, s) in mine for s in checkpoints["step"]])
         pending = checkpoints.filter(checkpoints["status"] != "done")
         summary.skipped += checkpoints.height - pending.height
-        jobs += [CheckpointJob(run_id, int(r["step"]), r["path"]) for r in pending.iter_rows(named=True)]
+        for row in pending.iter_rows(named=True):
+            origin = _hub_checkpoint(hub, row) if hub else None
+            jobs.append(CheckpointJob(run_id, int(row["step"]), row["path"], origin))
     return jobs
+
+
+def _hub_checkpoint(hub: dict, row: dict) -> HubCheckpoint:
+    """Where a checkpoint of a hub run lives, from what ingest stored in the run's metadata."""
+    revision = row["path"].rpartition("@")[2]
+    listed = hub["revisions"].get(revision)
+    if listed is None:
+        raise LdwError(f"{row['path']}: not in the run's hub listing; run `ldw ingest hf:{hub['repo_id']}` again")
+    return HubCheckpoint(
+        hub["repo_id"], revision, listed["commit"], int(row["step"]), row["tokens_seen"], listed["files"]
+    )
+
+
+def _source_settings(jobs: list[CheckpointJob], sweep: SweepConfig) -> dict:
+    """Where this sweep's checkpoints come from: hub repository, revision and commit of each (never a token)."""
+    settings: dict = {"prefetch": sweep.prefetch if sweep.executor == "local" else None}
+    hub_jobs = [job.hub for job in jobs if job.hub is not None]
+    if hub_jobs:
+        from huggingface_hub import constants
+
+        settings["hub"] = {
+            "endpoint": _without_credentials(constants.ENDPOINT),
+            "keep_weights": sweep.keep_weights,
+            "revisions": [{"repo_id": h.repo_id, "revision": h.revision, "commit": h.commit} for h in hub_jobs],
+        }
+    return settings
+
+
+def _without_credentials(url: str) -> str:
+    """A URL with any user:password@ part left out."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _progress_tasks(bar: Progress, jobs: Iterable[CheckpointJob]) -> dict[str, TaskID]:
