@@ -27,7 +27,7 @@ from tests.hub.conftest import (
     surprisal,
 )
 from tests.hub.fakehub import FakeHub
-from tests.pipelines.warehouse_compare import REPO, assert_doctor_sound, assert_same_warehouse
+from tests.pipelines.warehouse_compare import assert_doctor_sound, assert_same_warehouse
 
 EVALSET_ARGS = ["--split", "heldout", "--seq-len", "32", "--sequences", "40"]  # = tests.conftest.TINY_EVAL
 SWEEP_ARGS = ["--device", "cpu", "--batch-size", "4", "--quiet"]
@@ -37,7 +37,7 @@ def ldw(args: list[str], env: dict[str, str], **extra: str) -> subprocess.Comple
     """Run ``ldw ARGS`` in a fresh interpreter with ``env`` (plus ``extra`` variables)."""
     return subprocess.run(
         [sys.executable, "-m", "ldw", *args],
-        env={**env, "PYTHONPATH": str(REPO), **extra},
+        env={**env, **extra},
         capture_output=True,
         text=True,
         timeout=300,
@@ -97,8 +97,7 @@ def test_a_sweep_killed_mid_download_resumes_with_no_loss_and_no_half_file(
     assert cache == hub_client
     size = (hub_root / PYTHIA / "step0" / "model.safetensors").stat().st_size
     hub.faults.bandwidth = size / 1.5  # 1.5 s per checkpoint download
-    env = {**hub_env, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "ldw", "sweep", "-w", str(wh), *SWEEP_ARGS], env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "ldw", "sweep", "-w", str(wh), *SWEEP_ARGS], env=hub_env)
     written = wh / "parquet" / "surprisal"
     deadline = time.monotonic() + 240
     # two files written: the first is cataloged (the writer catalogs each file before it writes the next)
