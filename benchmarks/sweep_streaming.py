@@ -39,8 +39,8 @@ from transformers import GPTNeoXConfig, GPTNeoXForCausalLM
 from transformers.utils import logging as hf_logging
 
 from ldw.probe.loading import load_causal_lm
-from ldw.probe.scoring import EvalBatchPlan, score_surprisal
-from ldw.sweep.jobs import CheckpointJob, Prepared, score_prepared
+from ldw.probe.scoring import EvalBatchPlan, ScoreOptions, score_surprisal
+from ldw.sweep.jobs import CheckpointJob, Prepared, Scored, Scoring, score_prepared
 from ldw.sweep.streaming import BackgroundWriter, LocalExecutor
 from ldw.warehouse import CheckpointRecord, RunRecord, Warehouse
 
@@ -58,7 +58,7 @@ class ThrottledExecutor(LocalExecutor):
     """
 
     def __init__(self, bandwidth: float, sizes: dict[str, int], prefetch: int) -> None:
-        super().__init__("cpu", BATCH, prefetch)
+        super().__init__("cpu", Scoring(options=ScoreOptions(BATCH)), prefetch)
         self.bandwidth, self.sizes = bandwidth, sizes
         self.fetched: dict[int, tuple[float, float]] = {}
 
@@ -138,10 +138,12 @@ def in_turn(wh: Warehouse, jobs: list[CheckpointJob], plan: EvalBatchPlan, execu
         began = time.perf_counter()
         prepared = executor.prepare(job)
         loaded = time.perf_counter()
-        outcome = score_prepared(prepared, plan, BATCH)
+        outcome = score_prepared(prepared, plan, executor.scoring)
         prepared.release()
         done = time.perf_counter()
-        wh.write_surprisal(job.run_id, job.step, outcome, "bench")
+        if isinstance(outcome, str):
+            raise RuntimeError(outcome)
+        wh.write_surprisal(job.run_id, job.step, outcome.values, "bench")
         fetched.append(loaded - began)
         scored.append(done - loaded)
         written.append(time.perf_counter() - done)
@@ -156,9 +158,9 @@ def streaming(wh: Warehouse, jobs: list[CheckpointJob], plan: EvalBatchPlan, exe
     """
     written: list[float] = []
 
-    def write(job: CheckpointJob, values: object) -> None:
+    def write(job: CheckpointJob, outcome: Scored) -> None:
         began = time.perf_counter()
-        wh.write_surprisal(job.run_id, job.step, values, "bench")
+        wh.write_surprisal(job.run_id, job.step, outcome.values, "bench")
         written.append(time.perf_counter() - began)
 
     start = time.perf_counter()

@@ -43,21 +43,16 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
-def default_dtype(device: torch.device) -> torch.dtype:
-    """bf16 weights on CUDA, float32 on CPU."""
-    return torch.bfloat16 if device.type == "cuda" else torch.float32
-
-
 def load_causal_lm(
-    path: Path, device: torch.device, dtype: torch.dtype | None = None, trust_remote_code: bool = False
+    path: Path, device: torch.device, dtype: torch.dtype = torch.float32, trust_remote_code: bool = False
 ) -> PreTrainedModel:
-    """Load a checkpoint folder (``save_pretrained`` output or a plain state dict + config).
+    """Load a checkpoint folder (``save_pretrained`` output or a plain state dict + config) in ``dtype``.
 
+    Float32 by default on every device (the exact precision; see :mod:`ldw.probe.precision`).
     Pickled weights are read with ``weights_only=True``; remote code runs only
     when asked. Any failure is a one-line :class:`ProbeError` naming the folder.
     """
     path = Path(path)
-    dtype = dtype or default_dtype(device)
     if not (path / "config.json").is_file():
         raise ProbeError(f"{path}: no config.json in checkpoint folder")
     try:

@@ -2,13 +2,19 @@
 
 The transformer body runs on whole sequences; only the hidden states of the
 positions that predict a scored token go through the unembedding, in chunks,
-with the log-softmax in float32. Full-vocabulary logits of every position are
-never materialized.
+with the log-softmax in float32 (float64 for a float64 model). Full-vocabulary
+logits of every position are never materialized.
+
+The plan goes to the device once per call and the results stay there until the
+end (one copy back, through pinned memory on CUDA), so no batch waits for the
+host. The batch size is chosen for the device unless given; an out-of-memory
+error halves it and the same batch is scored again.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,10 +22,17 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
+from ldw.errors import first_line
 from ldw.probe.errors import ProbeError
+from ldw.probe.fused_head import FusedHead, pick_fused_head
 
 LN2 = math.log(2.0)
 HEAD_CHUNK_ROWS = 2048
+CPU_BATCH = 16
+CUDA_MAX_BATCH_TOKENS = 65536  # past this a larger batch buys no speed, only memory
+CUDA_MEMORY_SHARE = 0.5  # of the free memory, for activations (the next checkpoint may be loading meanwhile)
+# Failure injection for tests: every forward of more sequences than this raises OutOfMemoryError.
+INJECT_OOM_ENV = "LDW_INJECT_OOM_ABOVE"
 # Configs whose head does more than a linear map; they take the full-logits path.
 LOGIT_TRANSFORM_KEYS = ("final_logit_softcapping", "logit_scale", "output_multiplier_scale")
 
@@ -42,63 +55,180 @@ class EvalBatchPlan:
             raise ProbeError("position 0 can only be scored with a prefix token")
 
 
+@dataclass(frozen=True)
+class ScoreOptions:
+    """How to score: sequences per forward (None: chosen for the device), fused head, ``torch.compile``."""
+
+    batch_size: int | None = None
+    fused_head: str = "none"
+    compile: bool = False
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """Surprisal (bits) of every planned token, the batch size that worked, and the head used."""
+
+    values: np.ndarray
+    batch_size: int
+    head: str
+
+
 def _uses_plain_head(model: PreTrainedModel) -> bool:
     config = model.config
     return all(getattr(config, key, None) in (None, 1, 1.0) for key in LOGIT_TRANSFORM_KEYS)
 
 
-@torch.inference_mode()
+def auto_batch(model: PreTrainedModel, length: int, device: torch.device) -> int:
+    """Sequences per forward for this model and window length: CPU_BATCH on CPU; on CUDA a power of two
+    that fits half the free memory (by a per-token activation estimate) and at most 64k tokens."""
+    if device.type != "cuda":
+        return CPU_BATCH
+    free, _ = torch.cuda.mem_get_info(device)
+    config = model.config
+    hidden = config.hidden_size
+    inner = getattr(config, "intermediate_size", None) or 4 * hidden
+    elem = next(model.parameters()).element_size()
+    per_sequence = elem * (8 * hidden + 2 * inner) * length
+    head = 3 * 4 * HEAD_CHUNK_ROWS * config.vocab_size  # float32 logits, log-softmax, temporaries
+    fits = int((CUDA_MEMORY_SHARE * free - head) // per_sequence)
+    batch = max(1, min(fits, CUDA_MAX_BATCH_TOKENS // max(length, 1)))
+    return 1 << (batch.bit_length() - 1)
+
+
 def score_surprisal(
     model: PreTrainedModel,
     plan: EvalBatchPlan,
-    batch_size: int,
+    batch_size: int | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Surprisal in bits of every planned token, in plan order (float32).
+    """Surprisal in bits of every planned token, in plan order (float32; float64 for a float64 model).
 
     ``on_batch`` is called with the number of tokens scored after each batch
     (for progress bars).
     """
+    return score_plan(model, plan, ScoreOptions(batch_size), on_batch).values
+
+
+@torch.inference_mode()
+def score_plan(
+    model: PreTrainedModel,
+    plan: EvalBatchPlan,
+    options: ScoreOptions = ScoreOptions(),
+    on_batch: Callable[[int], None] | None = None,
+) -> ScoreResult:
+    """Score the plan as ``options`` say; out-of-memory halves the batch and retries it (down to one sequence)."""
     device = next(model.parameters()).device
     ids = torch.as_tensor(plan.input_ids, dtype=torch.long)
     if plan.prefix_token_id is not None:
         prefix = torch.full((ids.shape[0], 1), plan.prefix_token_id, dtype=torch.long)
         ids = torch.cat([prefix, ids], dim=1)
     shift = 0 if plan.prefix_token_id is not None else -1
-    # Sequences are dense 0..S-1 and tokens ordered by sequence: a batch of
-    # sequences owns a contiguous slice of tokens.
-    bounds = np.searchsorted(plan.seq_ids, np.arange(ids.shape[0] + 1))
-    out = np.empty(len(plan.seq_ids), dtype=np.float32)
+    n_seq = ids.shape[0]
+    batch = options.batch_size or auto_batch(model, ids.shape[1], device)
     plain = _uses_plain_head(model)
-    for start in range(0, ids.shape[0], batch_size):
-        stop = min(start + batch_size, ids.shape[0])
-        lo, hi = bounds[start], bounds[stop]
+    if plain:
+        fused, head_used = pick_fused_head(options.fused_head, model.get_output_embeddings(), device)
+    else:
+        fused, head_used = None, "full logits (the head transforms its logits)"
+    body = model.base_model
+    if options.compile:
+        body = torch.compile(body)
+    # the whole plan on the device once; the outputs stay there until the end
+    dev_ids = _to_device(ids, device)
+    dev_rows = _to_device(torch.as_tensor(plan.seq_ids, dtype=torch.long), device)
+    dev_pos = _to_device(torch.as_tensor(plan.positions, dtype=torch.long), device) + shift
+    dev_targets = _to_device(torch.as_tensor(plan.input_ids[plan.seq_ids, plan.positions], dtype=torch.long), device)
+    out_dtype = torch.float64 if next(model.parameters()).dtype == torch.float64 else torch.float32
+    out = torch.empty(len(plan.seq_ids), dtype=out_dtype, device=device)
+    # sequences are dense 0..S-1 and tokens ordered by sequence: a batch of sequences owns a slice of tokens
+    bounds = np.searchsorted(plan.seq_ids, np.arange(n_seq + 1))
+    start = 0
+    while start < n_seq:
+        stop = min(start + batch, n_seq)
+        lo, hi = int(bounds[start]), int(bounds[stop])
         if lo == hi:
+            start = stop
             continue
-        batch = ids[start:stop].to(device, non_blocking=True)
-        rows = torch.as_tensor(plan.seq_ids[lo:hi] - start, device=device)
-        pos = torch.as_tensor(plan.positions[lo:hi], dtype=torch.long, device=device)
-        targets = torch.as_tensor(plan.input_ids[plan.seq_ids[lo:hi], plan.positions[lo:hi]], device=device)
-        if plain:
-            hidden = model.base_model(input_ids=batch).last_hidden_state
-            picked = hidden[rows, pos + shift]
-            values = _head_surprisal(model.get_output_embeddings(), picked, targets)
-        else:
-            logits = model(input_ids=batch).logits
-            values = _surprisal_from_logits(logits[rows, pos + shift].float(), targets)
-        out[lo:hi] = values.cpu().numpy()
+        rows, pos, targets = dev_rows[lo:hi] - start, dev_pos[lo:hi], dev_targets[lo:hi]
+        try:
+            _inject_oom(stop - start)
+            if plain:
+                hidden = body(input_ids=dev_ids[start:stop]).last_hidden_state[rows, pos]
+                values, fused, head_used = _head(model, fused, head_used, hidden, targets)
+            else:
+                logits = model(input_ids=dev_ids[start:stop]).logits[rows, pos]
+                values = _surprisal_from_logits(_at_least_float32(logits), targets)
+        except torch.OutOfMemoryError:
+            values = None  # leave the except block first, so its frame frees the batch's tensors
+        if values is None:
+            batch = _halved(stop - start, ids.shape[1], device)
+            continue
+        out[lo:hi] = values
         if on_batch is not None:
-            on_batch(int(hi - lo))
-    return out
+            on_batch(hi - lo)
+        start = stop
+    return ScoreResult(_to_host(out), batch, head_used)
+
+
+def _halved(rows: int, length: int, device: torch.device) -> int:
+    """The batch size after an out-of-memory error at ``rows`` sequences; none left below one sequence."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    if rows <= 1:
+        raise ProbeError(f"out of memory scoring one sequence of {length} tokens on {device}")
+    return rows // 2
+
+
+def _inject_oom(rows: int) -> None:
+    """Raise OutOfMemoryError for a forward of more than ``$LDW_INJECT_OOM_ABOVE`` sequences (tests only)."""
+    limit = os.environ.get(INJECT_OOM_ENV)
+    if limit and rows > int(limit):
+        raise torch.OutOfMemoryError(f"injected: {rows} sequences > {INJECT_OOM_ENV}={limit}")
+
+
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on ``device``: through pinned memory, without waiting, on CUDA."""
+    if device.type != "cuda":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def _to_host(values: torch.Tensor) -> np.ndarray:
+    """One copy back to the host (into pinned memory on CUDA), then a numpy array."""
+    if values.device.type != "cuda":
+        return values.numpy()
+    host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+    host.copy_(values, non_blocking=True)
+    torch.cuda.current_stream(values.device).synchronize()
+    return host.numpy()
+
+
+def _head(
+    model: PreTrainedModel, fused: FusedHead | None, head_used: str, hidden: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, FusedHead | None, str]:
+    """Surprisal of the picked hidden states: the fused kernel if any, else (or when it fails) the chunked head."""
+    head = model.get_output_embeddings()
+    if fused is not None:
+        try:
+            return fused(hidden, head.weight, targets) / LN2, fused, head_used
+        except torch.OutOfMemoryError:
+            raise
+        except Exception as exc:  # a kernel that cannot run this input: the exact head takes over, on record
+            head_used = f"chunked ({head_used} failed: {first_line(exc)})"
+    return _head_surprisal(head, hidden, targets), None, head_used
 
 
 def _head_surprisal(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     parts = []
     for start in range(0, hidden.shape[0], HEAD_CHUNK_ROWS):
         chunk = hidden[start : start + HEAD_CHUNK_ROWS]
-        logits = head(chunk).float()
+        logits = _at_least_float32(head(chunk))
         parts.append(_surprisal_from_logits(logits, targets[start : start + HEAD_CHUNK_ROWS]))
     return torch.cat(parts)
+
+
+def _at_least_float32(logits: torch.Tensor) -> torch.Tensor:
+    return logits if logits.dtype == torch.float64 else logits.float()
 
 
 def _surprisal_from_logits(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -154,8 +154,67 @@ class RunsMixin:
         )
 
     def record_sweep(self, sweep_id: str, settings: dict[str, Any]) -> None:
-        """Store the scoring settings of a sweep (units, dtype, prefix, versions)."""
-        self.execute(
-            "INSERT OR REPLACE INTO sweeps VALUES (?, ?, ?)",
-            [sweep_id, utcnow(), json.dumps(settings, sort_keys=True, default=str)],
-        )
+        """Store the scoring settings of a sweep (units, precision, prefix, versions); a known sweep keeps its start."""
+        text = json.dumps(settings, sort_keys=True, default=str)
+        if self.query("SELECT 1 FROM sweeps WHERE sweep_id = ?", [sweep_id]).height:
+            self.execute("UPDATE sweeps SET settings = ? WHERE sweep_id = ?", [text, sweep_id])
+        else:
+            self.execute("INSERT INTO sweeps VALUES (?, ?, ?)", [sweep_id, utcnow(), text])
+
+    def sweeps(self) -> pl.DataFrame:
+        """One row per sweep: start, device, precision, batch size and the precision's measured error (bits).
+
+        The error is the worse of the sweep's first and last checkpoints (each on the same sample of
+        tokens). Sweeps recorded before precisions were measured show their weights dtype and no error.
+        """
+        rows = []
+        for sweep_id, started, text in self.query("SELECT * FROM sweeps ORDER BY started_at").iter_rows():
+            settings = json.loads(text)
+            checks = [settings[k] for k in ("precision_error", "precision_error_last") if settings.get(k)]
+            measured = [c for c in checks if "max_abs_bits" in c]
+            worst = max(measured, key=lambda c: c["max_abs_bits"], default={})
+            rows.append(
+                {
+                    "sweep_id": sweep_id,
+                    "started_at": started,
+                    "device": settings.get("device"),
+                    "precision": settings.get("precision") or settings.get("weights_dtype"),
+                    "batch_size": settings.get("batch_size"),
+                    "error_reference": worst.get("reference"),
+                    "error_tokens": worst.get("tokens"),
+                    "max_abs_error_bits": worst.get("max_abs_bits"),
+                    "mean_abs_error_bits": max((c["mean_abs_bits"] for c in measured), default=None),
+                    "error_steps": ", ".join(f"{c.get('run_id')} step {c.get('step')}" for c in measured) or None,
+                    "within_bar": all(c.get("within_bar", True) for c in measured) if measured else None,
+                    "error_note": next((c["error"] for c in checks if "error" in c), None),
+                }
+            )
+        schema = {
+            "sweep_id": pl.String,
+            "started_at": pl.Datetime,
+            "device": pl.String,
+            "precision": pl.String,
+            "batch_size": pl.Int64,
+            "error_reference": pl.String,
+            "error_tokens": pl.Int64,
+            "max_abs_error_bits": pl.Float64,
+            "mean_abs_error_bits": pl.Float64,
+            "error_steps": pl.String,
+            "within_bar": pl.Boolean,
+            "error_note": pl.String,
+        }
+        return pl.DataFrame(rows, schema=schema)
+
+
+def describe_sweep(row: dict) -> str:
+    """A row of :meth:`RunsMixin.sweeps` in words: device, precision, batch size, measured error."""
+    head = f"{row['precision']} on {row['device']}, batch {row['batch_size'] or 'auto'}"
+    if row["error_note"]:
+        return f"{head}; error not measured ({row['error_note']})"
+    if row["max_abs_error_bits"] is None:
+        return f"{head}; error not measured"
+    words = (
+        f"{head}; error vs {row['error_reference']} on {row['error_tokens']:,} tokens: "
+        f"max {row['max_abs_error_bits']:.2g}, mean {row['mean_abs_error_bits']:.2g} bits ({row['error_steps']})"
+    )
+    return words + (" (above the 0.01-bit bar)" if row["within_bar"] is False else "")

@@ -10,6 +10,7 @@ from ldw.app import queries as q
 from ldw.app.context import PageContext, empty_state
 from ldw.app.figures import plot_config, traces_figure
 from ldw.warehouse import Warehouse
+from ldw.warehouse.runs import describe_sweep
 
 PLOT_CONFIG = plot_config("ldw-traces")
 
@@ -39,6 +40,10 @@ def render(ctx: PageContext) -> None:
             ),
         },
     )
+    sweeps = ctx.source.get(Warehouse.sweeps)
+    if sweeps.height:
+        lines = [f"sweep {row['sweep_id']}: {describe_sweep(row)}" for row in sweeps.iter_rows(named=True)]
+        st.caption("Precision of the surprisal values — " + "; ".join(lines))
     if not evalset:
         empty_state("evaluation set", "ldw evalset", "then `ldw sweep`")
     elif int(summary["done"].sum()) == 0:

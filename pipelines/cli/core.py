@@ -104,7 +104,23 @@ def sweep(
     warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
     run: Annotated[Optional[list[str]], typer.Option(help="Only these run ids (repeatable).")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda[:i].")] = "auto",
-    batch_size: Annotated[Optional[int], typer.Option(help="Sequences per forward pass.")] = None,
+    batch_size: Annotated[
+        Optional[int],
+        typer.Option(help="Sequences per forward pass (default: chosen for the device; halved on out-of-memory)."),
+    ] = None,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="fp32 (exact: within 0.01 bits of float64) | tf32 | bf16 | fp16 (faster; error measured and stored)."
+        ),
+    ] = "fp32",
+    fused_head: Annotated[
+        str,
+        typer.Option(
+            help="none | liger | cce: a fused unembedding + cross-entropy kernel (CUDA, bf16/fp16, package installed)."
+        ),
+    ] = "none",
+    compile: Annotated[bool, typer.Option(help="torch.compile the transformer body.")] = False,
     shard: Annotated[
         Optional[str],
         typer.Option(
@@ -146,6 +162,9 @@ def sweep(
         prefetch=prefetch,
         keep_weights=keep_weights,
         fetch_attempts=fetch_attempts,
+        precision=precision,
+        fused_head=fused_head,
+        compile=compile,
     )
     summary = Workbench(warehouse, progress=not quiet).sweep(config)
     rate = summary.tokens / summary.seconds if summary.seconds else 0.0

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ldw.warehouse import Warehouse
+from ldw.warehouse.runs import describe_sweep
 
 
 def print_status(warehouse: Path, console: Console) -> None:
@@ -45,6 +46,10 @@ def print_status(warehouse: Path, console: Console) -> None:
         console.print(
             f"evaluation set: {wh.token_count():,} tokens from {config['corpus']} ({config['split']}), "
             f"seq_len {config['seq_len']}, vocab {config['vocab_size']}"
+        )
+    for row in wh.sweeps().iter_rows(named=True):
+        console.print(
+            f"sweep {row['sweep_id']} ({row['started_at']:%Y-%m-%d %H:%M}): {describe_sweep(row)}", highlight=False
         )
     derived = wh.query("SELECT table_name, computed_at FROM derived_tables ORDER BY table_name")
     if derived.height:

@@ -34,11 +34,20 @@ class EvalSetResult:
 
 
 EXECUTORS = ("local", "ray")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")  # as ldw.probe.precision defines them
+FUSED_HEADS = ("none", "liger", "cce")  # as ldw.probe.fused_head defines them
 
 
 @dataclass(frozen=True)
 class SweepConfig:
     """What a sweep scores and where: runs (default all), device, batch size, shard ``(i, n)``, executor.
+
+    ``precision``: ``fp32`` (exact, the default: float32 weights and matmuls, TF32 off), or the faster
+    ``tf32``, ``bf16``, ``fp16``; every sweep stores its measured error (see ``ldw.probe.precision``).
+    ``batch_size``: sequences per forward (None: chosen for the device; halved on out-of-memory).
+    ``fused_head``: ``liger`` or ``cce`` tries that fused unembedding + cross-entropy kernel (CUDA,
+    bf16/fp16 weights, the package installed), else the exact chunked head. ``compile``: ``torch.compile``
+    the transformer body.
 
     ``prefetch``: checkpoints fetched and loaded ahead of the one being scored (0: none).
     ``keep_weights``: keep the files a sweep downloaded from the Hugging Face Hub in the cache
@@ -55,8 +64,15 @@ class SweepConfig:
     prefetch: int = 1
     keep_weights: bool = False
     fetch_attempts: int = 3
+    precision: str = "fp32"
+    fused_head: str = "none"
+    compile: bool = False
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise LdwError(f"--precision must be one of {', '.join(PRECISIONS)}, not '{self.precision}'")
+        if self.fused_head not in FUSED_HEADS:
+            raise LdwError(f"--fused-head must be one of {', '.join(FUSED_HEADS)}, not '{self.fused_head}'")
         if self.batch_size is not None and self.batch_size < 1:
             raise LdwError(f"--batch-size must be at least 1, not {self.batch_size}")
         if self.prefetch < 0:

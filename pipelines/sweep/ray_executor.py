@@ -23,7 +23,7 @@ import torch
 from ldw.errors import LdwError, first_line
 from ldw.probe.loading import resolve_device
 from ldw.probe.scoring import EvalBatchPlan
-from ldw.sweep.jobs import CheckpointJob, FetchSettings, Outcome, default_batch, score_job, scoring_settings
+from ldw.sweep.jobs import CheckpointJob, FetchSettings, Outcome, Scored, Scoring, score_job, scoring_settings
 
 RAY_MISSING = "`--executor ray` needs ray: pip install 'learning-dynamics-workbench[cluster]' (or 'ray>=2.9')"
 IN_FLIGHT_PER_SLOT = 2  # queued tasks per GPU (or CPU): workers never wait, loads are not all queued at once
@@ -40,7 +40,7 @@ def import_ray() -> ModuleType:
 
 @contextmanager
 def ray_executor(
-    address: str | None, device: str, batch_size: int | None, fetch: FetchSettings = FetchSettings()
+    address: str | None, device: str, scoring: Scoring = Scoring(), fetch: FetchSettings = FetchSettings()
 ) -> Iterator[RayExecutor]:
     """Connect to Ray and yield the executor; a cluster started here is shut down on exit.
 
@@ -57,22 +57,25 @@ def ray_executor(
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise LdwError(f"--ray-address {address}: cannot connect to Ray ({first_line(exc)})") from exc
     try:
-        yield RayExecutor(ray, device, batch_size, fetch)
+        yield RayExecutor(ray, device, scoring, fetch)
     finally:
         if started:
             ray.shutdown()
 
 
 class RayExecutor:
-    """Scores each checkpoint as one Ray task: one GPU each on CUDA, else one CPU each."""
+    """Scores each checkpoint as one Ray task: one GPU each on CUDA, else one CPU each.
 
-    def __init__(self, ray: ModuleType, device: str, batch_size: int | None, fetch: FetchSettings) -> None:
+    The first task (the next one submitted, if it fails) and the last also measure the precision's error.
+    """
+
+    def __init__(self, ray: ModuleType, device: str, scoring: Scoring, fetch: FetchSettings) -> None:
         self.ray = ray
         self.fetch = fetch
+        self.scoring = scoring
         resources = ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         self.device = _cluster_device(device, gpus)
-        self.batch = batch_size or default_batch(torch.device(self.device))
         if self.device == "cuda":
             self.resources, slots = {"num_gpus": 1}, gpus
         else:
@@ -82,7 +85,7 @@ class RayExecutor:
     def settings(self, config: dict) -> dict:
         """Scoring settings as a worker sees them (its device, library versions), plus the cluster's."""
         task = self.ray.remote(_worker_settings).options(**self.resources)
-        settings = self.ray.get(task.remote(self.device, self.batch, config))
+        settings = self.ray.get(task.remote(self.device, self.scoring, config))
         nodes = sum(1 for node in self.ray.nodes() if node["Alive"])
         return {**settings, "ray_version": self.ray.__version__, "ray_nodes": nodes}
 
@@ -96,15 +99,24 @@ class RayExecutor:
         plan_ref = ray.put(plan)
         todo = iter(jobs)
         in_flight: dict = {}
+        want_check = True
         try:
             while True:
                 for job in itertools.islice(todo, self.max_in_flight - len(in_flight)):
-                    in_flight[task.remote(job, plan_ref, self.device, self.batch, self.fetch)] = job
+                    check = want_check or job == jobs[-1]
+                    ref = task.remote(job, plan_ref, self.device, self.scoring, self.fetch, check)
+                    in_flight[ref] = (job, want_check)
+                    want_check = False
                 if not in_flight:
                     return
                 (ref,), _ = ray.wait(list(in_flight), num_returns=1)
-                job = in_flight.pop(ref)
-                yield job, self._outcome(ref, job)
+                job, checked = in_flight.pop(ref)
+                outcome = self._outcome(ref, job)
+                if isinstance(outcome, Scored):
+                    self.scoring = self.scoring.with_batch(outcome.notes["batch_size"])
+                elif checked:
+                    want_check = True
+                yield job, outcome
         finally:
             for ref in in_flight:
                 ray.cancel(ref)
@@ -128,7 +140,9 @@ def _cluster_device(device: str, gpus: int) -> str:
     return device
 
 
-def _score_task(job: CheckpointJob, plan: EvalBatchPlan, device: str, batch_size: int, fetch: FetchSettings) -> Outcome:
+def _score_task(
+    job: CheckpointJob, plan: EvalBatchPlan, device: str, scoring: Scoring, fetch: FetchSettings, check: bool
+) -> Outcome:
     """On a worker: fetch and score one checkpoint with as many torch threads as the task has CPUs."""
     import ray
 
@@ -136,9 +150,9 @@ def _score_task(job: CheckpointJob, plan: EvalBatchPlan, device: str, batch_size
     torch.set_num_threads(max(1, int(cpus)))
     # the plan arrives as read-only views of the object store; torch wants writable arrays
     own = EvalBatchPlan(plan.input_ids.copy(), plan.seq_ids.copy(), plan.positions.copy(), plan.prefix_token_id)
-    return score_job(job, own, resolve_device(device), batch_size, fetch)
+    return score_job(job, own, resolve_device(device), scoring, fetch, check)
 
 
-def _worker_settings(device: str, batch_size: int, config: dict) -> dict:
+def _worker_settings(device: str, scoring: Scoring, config: dict) -> dict:
     """On a worker: the scoring settings of its device and libraries."""
-    return scoring_settings(resolve_device(device), batch_size, config, "ray")
+    return scoring_settings(resolve_device(device), scoring, config, "ray")

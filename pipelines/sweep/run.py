@@ -28,10 +28,10 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemaining
 
 from ldw.errors import LdwError
 from ldw.ingest.hub import HUB_SOURCE_KIND, HubCheckpoint
-from ldw.probe.scoring import EvalBatchPlan
+from ldw.probe.scoring import EvalBatchPlan, ScoreOptions
 from ldw.sweep.config import SweepConfig, SweepSummary
 from ldw.sweep.hub_cache import DownloadLedger
-from ldw.sweep.jobs import CheckpointJob, Executor, FetchSettings, Outcome
+from ldw.sweep.jobs import CheckpointJob, Executor, FetchSettings, Outcome, Scored, Scoring
 from ldw.sweep.streaming import BackgroundWriter, LocalExecutor
 from ldw.warehouse import Warehouse
 
@@ -39,15 +39,16 @@ from ldw.warehouse import Warehouse
 @contextmanager
 def _open_executor(sweep: SweepConfig, root: Path) -> Iterator[Executor]:
     fetch = FetchSettings(sweep.keep_weights, sweep.fetch_attempts)
+    scoring = Scoring(sweep.precision, ScoreOptions(sweep.batch_size, sweep.fused_head, sweep.compile))
     if sweep.executor == "ray":
         from ldw.sweep.ray_executor import ray_executor
 
-        with ray_executor(sweep.ray_address, sweep.device, sweep.batch_size, fetch) as scorer:
+        with ray_executor(sweep.ray_address, sweep.device, scoring, fetch) as scorer:
             yield scorer
     else:
         shard = f"-shard-{sweep.shard[0]}-of-{sweep.shard[1]}" if sweep.shard else ""
         ledger = DownloadLedger(root / f"hub-downloads{shard}.txt")
-        yield LocalExecutor(sweep.device, sweep.batch_size, sweep.prefetch, fetch, ledger)
+        yield LocalExecutor(sweep.device, scoring, sweep.prefetch, fetch, ledger)
 
 
 def run_sweep(
@@ -75,7 +76,8 @@ def run_sweep(
     plan = EvalBatchPlan(ids, seq_ids, positions, config.get("prefix_token_id"))
     with _open_executor(sweep, wh.root) as scorer:
         sweep_id = uuid.uuid4().hex[:12]
-        wh.record_sweep(sweep_id, {**scorer.settings(config), **_source_settings(jobs, sweep)})
+        settings = {**scorer.settings(config), **_source_settings(jobs, sweep)}
+        wh.record_sweep(sweep_id, settings)
         columns = [
             TextColumn("{task.description}"),
             BarColumn(),
@@ -87,6 +89,8 @@ def run_sweep(
             tasks = _progress_tasks(bar, jobs)
 
             def write(job: CheckpointJob, outcome: Outcome) -> None:
+                if isinstance(outcome, Scored) and _learn(settings, outcome.notes, job == jobs[-1], console):
+                    wh.record_sweep(sweep_id, settings)
                 _record(wh, job, outcome, sweep_id, summary, console)
                 rate = summary.tokens / max(time.perf_counter() - started, 1e-9)
                 bar.update(tasks[job.run_id], advance=1, rate=f"{rate:,.0f} tok/s")
@@ -187,12 +191,41 @@ def _progress_tasks(bar: Progress, jobs: Iterable[CheckpointJob]) -> dict[str, T
     return {run_id: bar.add_task(f"sweep {run_id}", total=n, rate="") for run_id, n in totals.items()}
 
 
+def _learn(settings: dict, notes: dict, last: bool, console: Console) -> bool:
+    """Put what a checkpoint's scoring learned into the sweep's settings; True when they changed.
+
+    The batch size that worked and the head used (the latest); the precision's error measured at
+    the first checkpoint (``precision_error``) and at the last (``precision_error_last``), with a
+    warning when the exact default misses its bar.
+    """
+    learned = {key: notes[key] for key in ("batch_size", "head") if key in notes}
+    if "precision_error" in notes:
+        key = "precision_error_last" if last and "precision_error" in settings else "precision_error"
+        learned[key] = error = notes["precision_error"]
+        if error.get("within_bar") is False or "error" in error:
+            console.print(f"[yellow]warning[/yellow] precision check: {_error_words(error)}", highlight=False)
+    changed = any(settings.get(key) != value for key, value in learned.items())
+    settings.update(learned)
+    return changed
+
+
+def _error_words(error: dict) -> str:
+    if "error" in error:
+        return f"could not be measured ({error['error']})"
+    return (
+        f"max {error['max_abs_bits']:.3g} bits from {error['reference']} on {error['tokens']} tokens, "
+        f"above the {error['bar_bits']} bits bar"
+    )
+
+
 def _record(
     wh: Warehouse, job: CheckpointJob, outcome: Outcome, sweep_id: str, summary: SweepSummary, console: Console
 ) -> None:
     """Write one checkpoint's outcome: its surprisal file, or a failed row with the one-line reason."""
-    if isinstance(outcome, np.ndarray) and not np.all(np.isfinite(outcome)):
-        outcome = f"{job.path}: non-finite surprisal for {int((~np.isfinite(outcome)).sum())} tokens"
+    if isinstance(outcome, Scored):
+        outcome = outcome.values
+        if not np.all(np.isfinite(outcome)):
+            outcome = f"{job.path}: non-finite surprisal for {int((~np.isfinite(outcome)).sum())} tokens"
     if isinstance(outcome, str):
         wh.mark_checkpoint_failed(job.run_id, job.step, outcome)
         summary.failed.append(f"{job.run_id} step {job.step}: {outcome}")

@@ -9,7 +9,7 @@ and renamed, then cataloged) and is the only thread that opens the warehouse whi
 runs, so DuckDB keeps one writer and a kill at any point resumes as before.
 
 transformers switches torch's default dtype, a process-wide setting, while it builds a model
-in a dtype other than it (bf16 on CUDA). :func:`model_build_lock` then makes a build wait for
+in a dtype other than it (bf16 or fp16 weights). :func:`model_build_lock` then makes a build wait for
 the scorer to finish its checkpoint, so no forward pass ever runs under the switched default;
 the weights are read from disk before the wait, so what waits is a load from the page cache.
 """
@@ -24,7 +24,8 @@ from types import TracebackType
 
 import torch
 
-from ldw.probe.loading import default_dtype, resolve_device
+from ldw.probe.loading import resolve_device
+from ldw.probe.precision import get_precision
 from ldw.probe.scoring import EvalBatchPlan
 from ldw.sweep.hub_cache import DownloadLedger
 from ldw.sweep.jobs import (
@@ -32,7 +33,8 @@ from ldw.sweep.jobs import (
     FetchSettings,
     Outcome,
     Prepared,
-    default_batch,
+    Scored,
+    Scoring,
     prepare_job,
     score_prepared,
     scoring_settings,
@@ -44,9 +46,9 @@ WRITE_QUEUE = 2
 _DONE = object()
 
 
-def model_build_lock(device: torch.device) -> AbstractContextManager | None:
-    """A lock for model builds and scoring where a build switches torch's default dtype, else None."""
-    return threading.Lock() if default_dtype(device) != torch.get_default_dtype() else None
+def model_build_lock(dtype: torch.dtype) -> AbstractContextManager | None:
+    """A lock for model builds and scoring where a build in ``dtype`` switches torch's default dtype, else None."""
+    return threading.Lock() if dtype != torch.get_default_dtype() else None
 
 
 class _Failure:
@@ -182,30 +184,35 @@ class BackgroundWriter:
 
 
 class LocalExecutor:
-    """Scores checkpoints one after another in this process while the next ``prefetch`` are fetched and loaded."""
+    """Scores checkpoints one after another in this process while the next ``prefetch`` are fetched and loaded.
+
+    The first checkpoint scored and the last one also measure the precision's error; each checkpoint
+    starts at the batch size that worked for the one before.
+    """
 
     def __init__(
         self,
         device: str,
-        batch_size: int | None,
+        scoring: Scoring = Scoring(),
         prefetch: int = 1,
         fetch: FetchSettings = FetchSettings(),
         ledger: DownloadLedger | None = None,
     ) -> None:
         self.device = resolve_device(device)
-        self.batch = batch_size or default_batch(self.device)
+        self.scoring = scoring
+        self.dtype = get_precision(scoring.precision).weights
         self.prefetch = prefetch
         self.fetch = fetch
         self.ledger = ledger
-        self.build_lock = model_build_lock(self.device)
+        self.build_lock = model_build_lock(self.dtype)
 
     def settings(self, config: dict) -> dict:
         """Scoring settings of this machine's device."""
-        return scoring_settings(self.device, self.batch, config, "local")
+        return scoring_settings(self.device, self.scoring, config, "local")
 
     def prepare(self, job: CheckpointJob) -> Prepared:
         """Fetch and load one checkpoint (on the prefetch thread)."""
-        return prepare_job(job, self.device, self.fetch, self.build_lock, self.ledger)
+        return prepare_job(job, self.device, self.fetch, self.build_lock, self.ledger, self.dtype)
 
     def score(self, jobs: list[CheckpointJob], plan: EvalBatchPlan) -> Iterator[tuple[CheckpointJob, Outcome]]:
         """Score each job in turn while the prefetch thread prepares the next ones.
@@ -214,11 +221,16 @@ class LocalExecutor:
         """
         if self.ledger is not None:
             self.ledger.remove_leftovers()
+        checked = False
         with Prefetcher(jobs, self.prepare, self.prefetch) as ahead:
             for prepared in ahead:
                 try:
+                    check = not checked or prepared.job == jobs[-1]
                     with self.build_lock or nullcontext():
-                        outcome = score_prepared(prepared, plan, self.batch)
+                        outcome = score_prepared(prepared, plan, self.scoring, check)
                 finally:
                     ahead.give_back(prepared)
+                if isinstance(outcome, Scored):
+                    checked = True
+                    self.scoring = self.scoring.with_batch(outcome.notes["batch_size"])
                 yield prepared.job, outcome
