@@ -10,7 +10,16 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from ldw.probe.errors import ProbeError
-from ldw.probe.scoring import EvalBatchPlan, score_surprisal
+from ldw.probe.precision import matmul_precision, sample_plan
+from ldw.probe.scoring import (
+    CPU_BATCH,
+    INJECT_OOM_ENV,
+    EvalBatchPlan,
+    ScoreOptions,
+    auto_batch,
+    score_plan,
+    score_surprisal,
+)
 
 VOCAB = 211
 
@@ -83,3 +92,61 @@ def test_sampled_positions_and_batch_size_do_not_change_values() -> None:
 def test_position_zero_needs_a_prefix() -> None:
     with pytest.raises(ProbeError, match="prefix"):
         EvalBatchPlan(np.zeros((1, 4), dtype=np.int64), np.array([0]), np.array([0]))
+
+
+def test_float64_model_scores_in_float64_to_the_reference() -> None:
+    model = _models()["llama"].eval().double()
+    ids = np.random.default_rng(4).integers(0, VOCAB, size=(3, 9))
+    seq_ids, positions = np.repeat(np.arange(3), 8), np.tile(np.arange(1, 9), 3)
+    got = score_surprisal(model, EvalBatchPlan(ids, seq_ids, positions), batch_size=2)
+    assert got.dtype == np.float64
+    assert np.max(np.abs(got - _reference(model, ids, seq_ids, positions, None))) < 1e-10
+
+
+def test_out_of_memory_halves_the_batch_until_it_fits(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _models()["gpt_neox"].eval()
+    ids = np.random.default_rng(5).integers(0, VOCAB, size=(11, 8))
+    plan = EvalBatchPlan(ids, np.repeat(np.arange(11), 7), np.tile(np.arange(1, 8), 11))
+    whole = score_plan(model, plan, ScoreOptions(batch_size=11))
+    monkeypatch.setenv(INJECT_OOM_ENV, "3")
+    halved = score_plan(model, plan, ScoreOptions(batch_size=11))
+    assert (whole.batch_size, halved.batch_size) == (11, 2)  # 11 -> 5 -> 2
+    np.testing.assert_allclose(halved.values, whole.values, atol=1e-5)
+    assert np.all(np.isfinite(halved.values))
+    monkeypatch.setenv(INJECT_OOM_ENV, "0")
+    with pytest.raises(ProbeError, match="out of memory scoring one sequence of 8 tokens on cpu"):
+        score_plan(model, plan, ScoreOptions(batch_size=4))
+
+
+def test_batch_size_is_chosen_for_the_device_and_fused_heads_need_cuda() -> None:
+    model = _models()["gpt_neox"].eval()
+    ids = np.random.default_rng(6).integers(0, VOCAB, size=(2, 6))
+    plan = EvalBatchPlan(ids, np.repeat(np.arange(2), 5), np.tile(np.arange(1, 6), 2))
+    assert auto_batch(model, 6, torch.device("cpu")) == CPU_BATCH
+    for name in ("liger", "cce"):
+        result = score_plan(model, plan, ScoreOptions(fused_head=name))
+        assert result.head == f"chunked ({name} needs CUDA)" and result.batch_size == CPU_BATCH
+        np.testing.assert_array_equal(result.values, score_surprisal(model, plan))
+
+
+def test_precision_sample_takes_whole_sequences_spread_over_the_set() -> None:
+    ids = np.random.default_rng(7).integers(0, VOCAB, size=(100, 33))
+    plan = EvalBatchPlan(ids, np.repeat(np.arange(100), 32), np.tile(np.arange(1, 33), 100))
+    sub, index = sample_plan(plan, tokens=200)
+    rows = np.unique(plan.seq_ids[index])
+    assert len(rows) == 7 and rows[0] == 0 and rows[-1] == 99  # ceil(200 / 32) sequences, first to last
+    assert len(index) == 7 * 32
+    np.testing.assert_array_equal(
+        sub.input_ids[sub.seq_ids, sub.positions], ids[plan.seq_ids[index], plan.positions[index]]
+    )
+    whole, everything = sample_plan(plan, tokens=10**6)
+    assert len(everything) == len(plan.seq_ids) and whole.input_ids.shape == ids.shape
+
+
+def test_matmul_precision_turns_tf32_off_and_restores_the_setting() -> None:
+    before = torch.backends.cuda.matmul.fp32_precision
+    with matmul_precision(False):
+        assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+    with matmul_precision(True):
+        assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+    assert torch.backends.cuda.matmul.fp32_precision == before
