@@ -214,6 +214,11 @@ class LocalExecutor:
         """Fetch and load one checkpoint (on the prefetch thread)."""
         return prepare_job(job, self.device, self.fetch, self.build_lock, self.ledger, self.dtype)
 
+    def score_one(self, prepared: Prepared, plan: EvalBatchPlan, check: bool) -> Outcome:
+        """Score one prepared checkpoint (on the scoring thread); ``check`` measures the precision's error too."""
+        with self.build_lock or nullcontext():
+            return score_prepared(prepared, plan, self.scoring, check)
+
     def score(self, jobs: list[CheckpointJob], plan: EvalBatchPlan) -> Iterator[tuple[CheckpointJob, Outcome]]:
         """Score each job in turn while the prefetch thread prepares the next ones.
 
@@ -225,9 +230,7 @@ class LocalExecutor:
         with Prefetcher(jobs, self.prepare, self.prefetch) as ahead:
             for prepared in ahead:
                 try:
-                    check = not checked or prepared.job == jobs[-1]
-                    with self.build_lock or nullcontext():
-                        outcome = score_prepared(prepared, plan, self.scoring, check)
+                    outcome = self.score_one(prepared, plan, check=not checked or prepared.job == jobs[-1])
                 finally:
                     ahead.give_back(prepared)
                 if isinstance(outcome, Scored):
