@@ -3,11 +3,13 @@
 Measured here, on this machine's CPU: writing one checkpoint's surprisal file
 into a real warehouse (Parquet write + fsync + rename + catalog update),
 loading a Pythia-160m-shaped safetensors checkpoint with ldw's loader, and a
-tiny CPU scoring run. The GPU scoring rate is NOT measured here: it is FLOPs
-per token divided into 790 TFLOP/s, times the efficiency of the one GPU
-measurement in docs/performance.md (H100, Pythia-160m shape, bf16, chunked
-unembedding, 64 x 2048 windows: 769k tokens/s against a FLOP floor of 2.77M
-tokens/s).
+tiny CPU scoring run. The GPU side comes from the H100 runs recorded in
+``benchmarks/results/``: the scoring rate is FLOPs per token divided into 790
+TFLOP/s, times the fraction of that floor ldw's scorer reached at the
+Pythia-160m shape in each precision (``sweep_throughput.json``: 256 x 2048
+windows), and loads run at the bandwidth ``sweep_busy.json`` measured (649 MB
+safetensors checkpoints, page cache warm). Costs are given for every measured
+precision: fp32 (the sweep's exact default) and bf16 (opt-in).
 Prints a table and writes ``benchmarks/results/sweep_cost.json``.
 
     python -m benchmarks.sweep_cost                                   # ~2 minutes on 2 cores
@@ -38,10 +40,8 @@ from ldw.probe.loading import load_causal_lm
 from ldw.probe.scoring import EvalBatchPlan, score_surprisal
 from ldw.warehouse import CheckpointRecord, RunRecord, Warehouse
 
-H100_MEASURED_160M = 769e3  # docs/performance.md: tokens/s, bf16, chunked unembedding, 64 x 2048
 H100_FLOOR_160M = 2.77e6  # docs/performance.md: FLOP floor at 790 TFLOP/s
-EFFICIENCY = H100_MEASURED_160M / H100_FLOOR_160M
-H100_HOST_LOAD_BW = 650e6 / 0.2  # docs/performance.md: 650 MB checkpoint in 0.2 s, page cache warm
+RESULTS = Path(__file__).parent / "results"
 WINDOW = 2048  # ldw's Pythia evaluation windows
 
 
@@ -186,13 +186,38 @@ def measure_cpu_scoring(windows: int = 16, seq_len: int = 256, batch: int = 8) -
     }
 
 
+def measured_gpu(results: Path = RESULTS) -> dict:
+    """The H100 figures the estimate rests on: ldw's share of the FLOP floor per precision, load bandwidth."""
+    throughput = json.loads((results / "sweep_throughput.json").read_text())
+    busy = json.loads((results / "sweep_busy.json").read_text())
+    for name, data in (("sweep_throughput.json", throughput), ("sweep_busy.json", busy)):
+        if "H100" not in data["device"]:
+            raise SystemExit(f"{results / name}: not an H100 run ({data['device']}); run benchmarks/gpu_session.sh")
+    floor = throughput["flop_floor_tokens_per_s"]
+    unprefetched = next(s for s in busy["sweeps"] if s["prefetch"] == 0)
+    return {
+        "device": throughput["device"],
+        "efficiency": {p: r["tokens_per_s"]["ldw"] / floor for p, r in throughput["by_precision"].items()},
+        "tokens_per_s_160m": {p: r["tokens_per_s"]["ldw"] for p, r in throughput["by_precision"].items()},
+        "load_bytes_per_s": busy["checkpoint_bytes"] / unprefetched["load_s_median"],
+    }
+
+
 def checkpoint_cost(
-    model: ModelShape, scored: int, ctx: int, processed_per_scored: float, load_bw: float, write_s_per_token: float
+    model: ModelShape,
+    scored: int,
+    ctx: int,
+    processed_per_scored: float,
+    gpu: tuple[float, float],
+    write_s_per_token: float,
 ) -> dict:
-    """Seconds to load, score and write one checkpoint on one H100, and what the estimate rests on."""
+    """Seconds to load, score and write one checkpoint on one H100, and what the estimate rests on.
+
+    ``gpu`` is (share of the FLOP floor the scorer reaches, checkpoint load bandwidth in bytes/s)."""
+    efficiency, load_bw = gpu
     flops = flops_per_scored_token(model, ctx, processed_per_scored)
-    rate = EFFICIENCY * H100_BF16_FLOPS / flops  # the measured fraction of the FLOP floor (docs/performance.md)
-    load_s, score_s, write_s = 2 * model.params / load_bw, scored / rate, write_s_per_token * scored  # bf16
+    rate = efficiency * H100_BF16_FLOPS / flops
+    load_s, score_s, write_s = 2 * model.params / load_bw, scored / rate, write_s_per_token * scored  # 2-byte files
     return {
         "gflop_per_scored_token": flops / 1e9,
         "gpu_tokens_per_s": rate,
@@ -220,8 +245,9 @@ def walls(jobs: list[dict], gpus: list[int], catalog_s: float) -> dict:
     return out
 
 
-def workloads(load_bw: float, write: dict, gpus: list[int]) -> dict:
-    """Both workloads, per model size and in total: GPU-hours, wall on N GPUs, storage."""
+def workloads(gpu: tuple[float, float], write: dict, gpus: list[int]) -> dict:
+    """Both workloads, per model size and in total: GPU-hours, wall on N GPUs, storage (``gpu``: see
+    :func:`checkpoint_cost`)."""
     per_token, file_bytes, catalog_s = write["s_per_token"], write["bytes_per_token"], write["catalog_update_median_s"]
     specs = {
         "pythia_suite": [(m, PYTHIA_CHECKPOINTS, write["tokens"], WINDOW, 1.0) for m in PYTHIA],
@@ -239,7 +265,7 @@ def workloads(load_bw: float, write: dict, gpus: list[int]) -> dict:
     for name, rows in specs.items():
         sizes, all_jobs = {}, []
         for model, count, scored, ctx, processed in rows:
-            cost = checkpoint_cost(model, scored, ctx, processed, load_bw, per_token)
+            cost = checkpoint_cost(model, scored, ctx, processed, gpu, per_token)
             jobs = [cost] * count
             all_jobs += jobs
             sizes[model.name] = {
@@ -294,14 +320,18 @@ def print_table(result: dict, gpus: list[int]) -> None:
             f"{k} {ld[k]['median_s']:.2f} s = {ld[k]['file_bytes_per_s'] / 1e9:.2f} GB/s"
             for k in ("float32", "bfloat16")
         )
-        + f"; reference (H100 host, used below): {H100_HOST_LOAD_BW / 1e9:.2f} GB/s"
+        + f"; measured on the H100 host (used below): {result['gpu']['load_bytes_per_s'] / 1e9:.2f} GB/s"
     )
     print(f"  score_surprisal tiny shape, float32 CPU: {c['tokens_per_s']:,.0f} tokens/s")
     chk = result["flop_check"]
     print(
         f"FLOP check, Pythia-160m ctx {WINDOW}, every position scored: {chk['gflop_per_token']:.4f} GFLOP/token -> "
         f"{chk['floor_tokens_per_s'] / 1e6:.3f}M tok/s at 790 TFLOP/s (reference {H100_FLOOR_160M / 1e6:.2f}M, "
-        f"{chk['relative_diff']:+.2%}); efficiency {EFFICIENCY:.3f} = 769k / 2.77M"
+        f"{chk['relative_diff']:+.2%}); ldw on the H100: "
+        + ", ".join(
+            f"{p} {rate / 1e3:,.0f}k tok/s = {result['gpu']['efficiency'][p]:.3f} of the floor"
+            for p, rate in result["gpu"]["tokens_per_s_160m"].items()
+        )
     )
     head = (
         f"{'size':<11}{'GFLOP/tok':>10}{'H100 tok/s':>11}{'load s':>8}{'score s':>9}{'write s':>8}{'ckpts':>7}"
@@ -310,8 +340,8 @@ def print_table(result: dict, gpus: list[int]) -> None:
         + "".join(f"{f'ray {n}':>10}" for n in gpus[1:])
         + f"{'GB':>8}"
     )
-    for name, work in result["workloads"].items():
-        print(f"\n{name} (estimated: H100 rate from arithmetic; load at reference bandwidth; write measured here)")
+    for precision, name, work in [(p, n, w) for p, by in result["workloads"].items() for n, w in by.items()]:
+        print(f"\n{name}, {precision} (H100: measured share of the FLOP floor and load bandwidth; write measured here)")
         print(head)
         for size, s in [*work["sizes"].items(), ("total", work["total"])]:
             per = (
@@ -337,7 +367,7 @@ def main() -> None:
     args = parser.parse_args()
     gpus = [int(n) for n in args.gpus.split(",")]
 
-    started, info = time.perf_counter(), machine()
+    started, info, gpu = time.perf_counter(), machine(), measured_gpu()
     hf_logging.disable_progress_bar()
     with tempfile.TemporaryDirectory(prefix="ldw-sweep-cost-") as tmp:
         write = measure_write(args.tokens, args.writes, Path(tmp))
@@ -355,14 +385,14 @@ def main() -> None:
             "relative_diff": floor / H100_FLOOR_160M - 1,
         },
         "assumptions": {
-            "gpu_rate": "NOT measured here: efficiency x 790e12 / FLOPs per scored token, efficiency = reference H100 "
-            "769k / 2.77M tok/s at Pythia-160m (conservative for wider models, whose matmuls are larger, "
-            "and for 128-token windows, where the unembedding is 1/12.8 of positions)",
-            "efficiency": EFFICIENCY,
+            "gpu_rate": "efficiency x 790e12 / FLOPs per scored token, efficiency = ldw's measured H100 tokens/s at "
+            "Pythia-160m (results/sweep_throughput.json) over its FLOP floor, per precision (conservative for wider "
+            "models, whose matmuls are larger, and for 128-token windows, where the unembedding is 1/12.8 of "
+            "positions)",
             "peak_flops": H100_BF16_FLOPS,
-            "load_bytes_per_s": H100_HOST_LOAD_BW,
-            "load_source": "reference (docs/performance.md): 650 MB in 0.2 s, page cache warm; "
-            "GPU loads are bf16 (2 bytes/param) from page cache or NVMe; the CPU measurement is fp32",
+            "load_source": "measured on the H100 host (results/sweep_busy.json): a 649 MB safetensors checkpoint, "
+            "page cache warm, no prefetch; checkpoint files hold 2 bytes/param (Pythia's fp16); "
+            "the CPU measurement is fp32",
             "write": "measured here on CPU, scaled linearly to the scored tokens; surprisal drawn from gamma(2, 2.5)",
             "pythia": f"8 sizes x {PYTHIA_CHECKPOINTS} checkpoints x 1 run, E = {args.tokens:,} tokens, "
             f"windows of {WINDOW}, every position scored",
@@ -372,7 +402,11 @@ def main() -> None:
             "ray: greedy over N GPUs, at least checkpoints x write time (the driver writes serially)",
             "models": {m.name: asdict(m) for m in [*PYTHIA, GPT2_SMALL]},
         },
-        "workloads": workloads(H100_HOST_LOAD_BW, write, gpus),
+        "gpu": gpu,
+        "workloads": {
+            precision: workloads((share, gpu["load_bytes_per_s"]), write, gpus)
+            for precision, share in gpu["efficiency"].items()
+        },
         "runtime_s": time.perf_counter() - started,
         "command": " ".join(["python -m benchmarks.sweep_cost", *sys.argv[1:]]),
     }
