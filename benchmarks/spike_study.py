@@ -86,7 +86,7 @@ def train_variants(args: argparse.Namespace, preset: dict, root: Path) -> dict[s
         batch_size=preset["batch_size"],
         seq_len=preset["seq_len"],
         lr=args.lr or preset["lr"],
-        warmup_steps=0,
+        warmup_steps=args.warmup,
         schedule="constant",
         grad_clip=0.0,
         save_every=args.save_every or preset["save_every"],
@@ -196,7 +196,8 @@ def results_section(result: dict) -> str:
         f"### Spike study, `{cfg['size']}` ({result['device']})",
         "",
         f"Command: `{result['command']}`. {cfg['steps']} steps, batch {cfg['batch_size']} x {cfg['seq_len']} tokens, "
-        f"constant lr {cfg['lr']} without warmup or clipping, seed {cfg['seed']}, checkpoints at "
+        f"constant lr {cfg['lr']} after {cfg.get('warmup_steps', 0)} warmup steps, no clipping, seed {cfg['seed']}, "
+        "checkpoints at "
         f"{len(result['checkpoint_steps'])} steps (log-spaced start, then every {cfg['save_every']}). "
         f"Training {result['train_s']} s, workbench {sum(result['workbench_s'].values()):.1f} s "
         f"({', '.join(f'{k} {v}' for k, v in result['workbench_s'].items())}).",
@@ -243,6 +244,13 @@ def main() -> None:
     parser.add_argument("--size", choices=sorted(PRESETS), default="tiny")
     parser.add_argument("--steps", type=int, default=None, help="override the preset's steps")
     parser.add_argument("--lr", type=float, default=None, help="override the preset's learning rate")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="linear warmup steps (0: the warmup-free setting; with warmup, the "
+        "spikes the papers report come later in training, where the detector has history)",
+    )
     parser.add_argument("--save-every", type=int, default=None, help="override the preset's checkpoint spacing")
     parser.add_argument("--eval-sequences", type=int, default=None, help="evaluation sample (sequences)")
     parser.add_argument("--probe-sequences", type=int, default=8, help="probe batch of probe-weights (sequences)")
@@ -278,7 +286,7 @@ def main() -> None:
         "device": f"{device} ({platform.machine()}, torch {torch.__version__})",
         "config": {
             key: run_file["train_config"][key]
-            for key in ("size", "steps", "batch_size", "seq_len", "lr", "seed", "save_every", "device")
+            for key in ("size", "steps", "batch_size", "seq_len", "lr", "warmup_steps", "seed", "save_every", "device")
         },
         "checkpoint_steps": run_file["checkpoint_steps"],
         "eval_sequences": args.eval_sequences,
