@@ -64,8 +64,8 @@ class DiversityCounter:
         for distance in range(1, min(self.window, block.shape[1] - 1) + 1):
             rank = self._rank[block[:, :-distance]]
             hit = rank >= 0
-            keys = np.unique(block[:, distance:][hit] * self._width + rank[hit])
-            np.bitwise_or.at(self._bits, keys >> 3, (1 << (keys & 7)).astype(np.uint8))
+            keys = block[:, distance:][hit] * self._width + rank[hit]
+            np.bitwise_or.at(self._bits, keys >> 3, np.left_shift(1, keys & 7).astype(np.uint8))
 
     def raw(self) -> np.ndarray:
         """Raw contextual diversity of every type id, [vocab_size] int64."""

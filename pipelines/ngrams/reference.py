@@ -140,10 +140,10 @@ def model_sequences(windows: list[np.ndarray], prefix: int | None) -> list[np.nd
     return [np.concatenate([[prefix], np.asarray(w, dtype=np.int64)]) for w in windows]
 
 
-def shared_documents(eval_documents: list[str], counted_documents: list[str]) -> int:
-    """How many of ``eval_documents`` occur, with exactly the same text, among ``counted_documents``."""
-    counted = set(counted_documents)
-    return sum(doc in counted for doc in eval_documents)
+def shared_documents(eval_documents: list[str], counted_documents: Iterable[str]) -> int:
+    """How many distinct ``eval_documents`` occur, with exactly the same text, among ``counted_documents``."""
+    wanted = set(eval_documents)
+    return len({doc for doc in counted_documents if doc in wanted})
 
 
 def eval_coverage(counts: NgramCounts, sequences: list[np.ndarray]) -> float:

@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from typer.testing import CliRunner
 
+from ldw.cli.main import app
 from ldw.curves.aoa import chance_bits
 from ldw.curves.config import MetricsConfig
 from ldw.curves.metrics import run_metrics
@@ -129,3 +131,13 @@ def test_token_major_raw_curves_equal_the_surprisal_view(computed):
             [token],
         )
         assert raw.select(view.columns).equals(view)
+
+
+def test_cli_prints_each_warning_on_one_line(tmp_path: Path):
+    build_curves_warehouse(tmp_path / "wh", {"short": chang_steps(13, max_step=20_000)}, 60, VOCAB)
+    result = CliRunner().invoke(app, ["metrics", "-w", str(tmp_path / "wh"), "-q", "--window", "1", "--last-k", "4"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("warning ")]
+    assert len(lines) == 2 and "window holds 4 checkpoint(s)" in lines[0] and "fewer than 37" in lines[1]
+    params = Warehouse.open(tmp_path / "wh").derived_params("token_metrics")
+    assert params["window_steps"]["short"] == [int(s) for s in chang_steps(13, max_step=20_000)[-4:]]

@@ -11,7 +11,9 @@ import numpy as np
 import polars as pl
 import pytest
 from pygam import LinearGAM
+from typer.testing import CliRunner
 
+from ldw.cli.main import app
 from ldw.corpus import corpus_documents, load_documents
 from ldw.errors import LdwError, LdwWarning
 from ldw.ngrams.config import NgramConfig
@@ -213,6 +215,14 @@ def test_ngram_stats_count_the_runs_training_split_and_warn_about_leaks(ingested
         leaky = compute_ngram_stats(ingested_warehouse, NgramConfig(split="all"), progress=False)
     assert leaky.params["eval_documents_counted"] == leaky.params["eval_documents"] > 0
     assert leaky.params["eval_ngram_coverage"] > params["eval_ngram_coverage"]
+
+
+def test_cli_names_the_counted_split_and_prints_the_leak_warning(ingested_warehouse: Path) -> None:
+    result = CliRunner().invoke(app, ["ngrams", "-w", str(ingested_warehouse), "-q", "--split", "all"])
+    assert result.exit_code == 0, result.output
+    assert "of builtin, split all;" in result.stdout
+    (warning,) = [line for line in result.stderr.splitlines() if line.startswith("warning ")]
+    assert "documents the evaluation set was cut from are in the counted corpus" in warning
 
 
 def test_a_different_tokenizer_is_refused(ingested_warehouse: Path, tmp_path: Path) -> None:
