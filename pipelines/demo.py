@@ -10,12 +10,14 @@ and prints a first result and what to run next. A second run reuses what is ther
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from ldw.corpus import corpus_documents
+from ldw.errors import LdwWarning
 from ldw.ngrams.correlations import summary_table
 from ldw.ngrams.export import ngram_correlations
 from ldw.probe.tokenizing import has_tokenizer
@@ -54,10 +56,18 @@ def run_demo(warehouse: Path, console: Console, progress: bool = True) -> None:
     sweep = wb.sweep()
     console.print(f"scored {sweep.scored} checkpoints, {sweep.skipped} already done, {len(sweep.failed)} failed")
     console.rule("[bold]5/6 learning-curve metrics")
-    metrics = wb.metrics()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LdwWarning)  # printed below, one line each
+        metrics = wb.metrics()
     console.print(f"metrics for {metrics.tokens:,} tokens x {len(metrics.runs)} runs")
+    for note in metrics.warnings:
+        console.print(f"[yellow]note[/yellow] {note}", highlight=False)
     console.rule("[bold]6/6 n-gram statistics of the training documents")
-    wb.ngrams(corpus="builtin", split="train", heldout_fraction=DEMO_TRAIN.eval_fraction)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LdwWarning)
+        ngrams = wb.ngrams()  # by default the runs' own training documents
+    for note in ngrams.warnings:
+        console.print(f"[yellow]note[/yellow] {note}", highlight=False)
     _print_summary(warehouse, console)
     _print_next_steps(warehouse, console)
 

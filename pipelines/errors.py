@@ -10,6 +10,10 @@ class LdwError(Exception):
     """A user-facing failure: the message names the file or run and what is wrong."""
 
 
+class LdwWarning(UserWarning):
+    """A result was computed but deserves care (too few checkpoints, a leaky reference corpus); the message says why."""
+
+
 def first_line(exc: BaseException) -> str:
     """``ExceptionType: first line of its message`` (just the type when the message is empty)."""
     lines = str(exc).strip().splitlines()

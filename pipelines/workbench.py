@@ -163,11 +163,11 @@ class Workbench:
             self.root, runs, settings.sequences, progress=self.progress, device=settings.device
         )
 
-    def export_correlations(self, out_dir: str | Path) -> list[Path]:
-        """Write the metric / n-gram predictor correlations and the per-token feature table (CSV and Parquet)."""
+    def export_correlations(self, out_dir: str | Path, include_unacquired: bool = False) -> list[Path]:
+        """Write the correlations, the paper's regressions and the per-token feature table (CSV and Parquet)."""
         from ldw.ngrams.export import export_ngram_correlations
 
-        return export_ngram_correlations(self.root, Path(out_dir))
+        return export_ngram_correlations(self.root, Path(out_dir), include_unacquired)
 
     def doctor(self) -> list[str]:
         """Every problem found in the warehouse (missing or damaged files, row counts, schemas); empty when sound."""
@@ -203,6 +203,22 @@ class Workbench:
     def spikes(self) -> pl.DataFrame:
         """Detected loss and gradient-norm spikes per run (``detect_spikes``)."""
         return self._derived("spikes", "spikes")
+
+    def ngram_stats(self) -> pl.DataFrame:
+        """Per token: the n-gram and context predictors of Chang et al. (``ldw ngrams``)."""
+        return self._derived("ngram_stats", "ngrams")
+
+    def ngram_correlations(self, include_unacquired: bool = False) -> pl.DataFrame:
+        """Correlations (Pearson, Spearman, one-predictor OLS) of every metric with every n-gram predictor."""
+        from ldw.ngrams.export import ngram_correlations
+
+        return ngram_correlations(self.root, include_unacquired)
+
+    def ngram_regressions(self, include_unacquired: bool = False) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """The paper's regressions of each run-averaged metric on all predictors: (coefficients, nested steps)."""
+        from ldw.ngrams.export import ngram_regressions
+
+        return ngram_regressions(self.root, include_unacquired)
 
     def traces(self, run: str | None = None, names: Sequence[str] | None = None) -> pl.DataFrame:
         """Training-log traces in long format (run_id, step, name, value), optionally one run and some names."""

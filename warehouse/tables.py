@@ -130,8 +130,9 @@ def _schema(**columns: pa.DataType) -> pa.Schema:
     return pa.schema([pa.field(name, dtype) for name, dtype in columns.items()])
 
 
-def _derived(name: str, schema: pa.Schema, optional: tuple[str, ...] = ()) -> TableSpec:
-    return TableSpec(name, "derived", f"{DERIVED_ROOT}/{name}/v-{{version_id}}/{{part}}.parquet", schema, 1, optional)
+def _derived(name: str, schema: pa.Schema, optional: tuple[str, ...] = (), version: int = 1) -> TableSpec:
+    path = f"{DERIVED_ROOT}/{name}/v-{{version_id}}/{{part}}.parquet"
+    return TableSpec(name, "derived", path, schema, version, optional)
 
 
 STR, I32, I64, F32, F64 = pa.string(), pa.int32(), pa.int64(), pa.float32(), pa.float64()
@@ -161,12 +162,14 @@ _SPECS = (
             aoa_log10_step=F64,
             aoa_step=F64,
             aoa_threshold_bits=F64,
+            acquired=pa.bool_(),
             forgettability=F64,
             gam_lambda=F64,
             sigmoid_aoa_log10_step=F64,
             sigmoid_aoa_step=F64,
         ),
         optional=("sigmoid_aoa_log10_step", "sigmoid_aoa_step"),
+        version=2,  # 2: acquired
     ),
     _derived(
         "crossrun_metrics",
@@ -174,6 +177,7 @@ _SPECS = (
             token_idx=I64,
             crossrun_var=F64,
             n_runs=I32,
+            n_runs_acquired=I32,
             mean_final_surprisal=F64,
             mean_within_run_var=F64,
             mean_aoa_log10_step=F64,
@@ -181,6 +185,7 @@ _SPECS = (
             mean_sigmoid_aoa_log10_step=F64,
         ),
         optional=("mean_sigmoid_aoa_log10_step",),
+        version=2,  # 2: n_runs_acquired
     ),
     _derived("token_curves_smoothed", _schema(run_id=STR, token_idx=I64, g_bits=pa.list_(F32))),
     _derived("token_curves_raw", _schema(run_id=STR, step=I64, token_idx=I64, surprisal_bits=F32)),
@@ -189,13 +194,16 @@ _SPECS = (
         _schema(
             token_idx=I64,
             unigram_count=I64,
-            log2_unigram_freq=F64,
             ngram_order=pa.int8(),
-            ngram_surprisal=F64,
-            ngram_surprisal_resid=F64,
-            context_logprob=F64,
+            ngram_log2prob=F64,
+            contextual_div_raw=I64,
+            log2_unigram_freq=F64,
+            ngram_log2prob_resid=F64,
             log2_context_length=F64,
+            context_logprob=F64,
+            contextual_diversity=F64,
         ),
+        version=2,  # 2: Chang et al.'s released predictors (log-probabilities, contextual diversity, clipped)
     ),
     _derived(
         "spikes",

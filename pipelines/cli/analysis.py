@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -9,62 +10,102 @@ import typer
 
 from ldw.cli.common import DEFAULT_WAREHOUSE, QuietOpt, WarehouseOpt, console, err
 from ldw.curves.config import MetricsConfig
+from ldw.curves.metrics import WINDOW, WINDOW_CHECKPOINTS
 from ldw.dynamics.config import ScheduleConfig, SpikesConfig, WeightProbeConfig
 from ldw.dynamics.spikes import SpikeParams
+from ldw.errors import LdwWarning
 from ldw.ngrams.config import NgramConfig
 from ldw.workbench import Workbench
 
 
 def metrics(
     warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
-    window: Annotated[float, typer.Option(help="Final-surprisal window: the last fraction of training steps.")] = 0.25,
-    sigmoid: Annotated[bool, typer.Option(help="Also fit the sigmoid AoA of Chang & Bergen (2022).")] = False,
+    window: Annotated[
+        float, typer.Option(help="Final-surprisal window: checkpoints in the last fraction of training steps...")
+    ] = WINDOW,
+    last_k: Annotated[
+        int, typer.Option(help="...at most the last K of them (0: no cap; --window 1 --last-k K: the last K).")
+    ] = WINDOW_CHECKPOINTS,
+    sigmoid: Annotated[bool, typer.Option(help="Also fit the sigmoid AoA as Chang et al.'s code does (slow).")] = False,
     chunk_tokens: Annotated[int, typer.Option(help="Tokens per chunk (bounds memory).")] = 65_536,
     no_curves: Annotated[bool, typer.Option("--no-curves", help="Do not store the smoothed curves G.")] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Learning-curve metrics per token: final surprisal, variability, GAM-smoothed AoA, forgettability."""
-    config = MetricsConfig(window=window, sigmoid=sigmoid, chunk_tokens=chunk_tokens, store_curves=not no_curves)
-    summary = Workbench(warehouse, progress=not quiet).metrics(config)
+    config = MetricsConfig(
+        window=window,
+        last_k=last_k if last_k != 0 else None,
+        sigmoid=sigmoid,
+        chunk_tokens=chunk_tokens,
+        store_curves=not no_curves,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LdwWarning)
+        summary = Workbench(warehouse, progress=not quiet).metrics(config)
     console.print(
         f"metrics for {summary.tokens:,} tokens x {len(summary.runs)} runs in {summary.seconds:.1f} s: "
         + ", ".join(summary.tables)
     )
     for skipped in summary.skipped_runs:
         err.print(f"[yellow]skipped[/yellow] {skipped}")
+    _print_warnings(caught)
+
+
+def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
+    """Each LdwWarning as one yellow line on stderr (other warnings go on as usual)."""
+    for item in caught:
+        if issubclass(item.category, LdwWarning):
+            err.print(f"[yellow]warning[/yellow] {item.message}", highlight=False)
+        else:
+            warnings.showwarning(item.message, item.category, item.filename, item.lineno)
 
 
 def ngrams(
     warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
     corpus: Annotated[
-        str,
-        typer.Option(help="Reference corpus: 'builtin' or a .txt/.jsonl/.parquet file (ideally the training data)."),
-    ] = "builtin",
+        Optional[str],
+        typer.Option(
+            help="Reference corpus: 'builtin' or a .txt/.jsonl/.parquet file (the training data); "
+            "default: the runs' own training corpus, when they record it."
+        ),
+    ] = None,
     split: Annotated[
-        str, typer.Option(help="all | train | heldout (train = the documents the reference trainer used).")
-    ] = "all",
-    heldout_fraction: Annotated[float, typer.Option(help="Held-out fraction used by --split.")] = 0.1,
+        Optional[str],
+        typer.Option(help="all | train | heldout; default: train for the runs' own corpus, all for another file."),
+    ] = None,
+    heldout_fraction: Annotated[
+        Optional[float], typer.Option(help="Held-out fraction used by --split (default: the runs' own).")
+    ] = None,
     tokenizer: Annotated[Optional[Path], typer.Option(help="Tokenizer folder (default: the evaluation set's).")] = None,
     max_n: Annotated[int, typer.Option(help="Highest n-gram order.")] = 5,
     quiet: QuietOpt = False,
 ) -> None:
-    """Count 1..5-grams of a reference corpus and store each evaluation token's n-gram predictors."""
+    """Count 1..5-grams of the training documents and store each evaluation token's predictors (Chang et al.)."""
     config = NgramConfig(
         corpus=corpus, split=split, heldout_fraction=heldout_fraction, tokenizer=tokenizer, max_n=max_n
     )
-    result = Workbench(warehouse, progress=not quiet).ngrams(config)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LdwWarning)
+        result = Workbench(warehouse, progress=not quiet).ngrams(config)
+    source = " (the runs' training documents)" if result.params["reference_source"] == "runs" else ""
+    split_text = result.params["split"] + source
     console.print(
-        f"counted {result.n_tokens_counted:,} tokens in {result.n_documents:,} documents; "
+        f"counted {result.n_tokens_counted:,} tokens of {result.params['corpus']}, split {split_text}; "
         f"ngram_stats for {result.n_eval_tokens:,} tokens ({result.total_s} s)"
     )
+    _print_warnings(caught)
 
 
 def export_ngram_correlations(
     out: Annotated[Path, typer.Option(help="Folder to write the CSV and Parquet files into.")],
     warehouse: WarehouseOpt = DEFAULT_WAREHOUSE,
+    include_unacquired: Annotated[
+        bool,
+        typer.Option(help="Keep never-acquired tokens (AoA = last step) in AoA statistics, as the released code does."),
+    ] = False,
 ) -> None:
-    """Pearson/Spearman correlations and OLS fits of every metric against every n-gram predictor."""
-    for path in Workbench.open(warehouse).export_correlations(out):
+    """Correlations of every metric with every n-gram predictor, and the paper's regressions (OLS, LR tests)."""
+    for path in Workbench.open(warehouse).export_correlations(out, include_unacquired=include_unacquired):
         console.print(f"wrote {path}")
 
 

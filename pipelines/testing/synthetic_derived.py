@@ -62,6 +62,7 @@ def _chunk_tables(
                     "aoa_log10_step": aoa_log10,
                     "aoa_step": 10.0**aoa_log10,
                     "aoa_threshold_bits": 0.5 * chance + 0.5 * final.astype(np.float64),
+                    "acquired": (aoa <= x.max()) & (final < chance),
                     "forgettability": forget + 0.05 * final,
                     "gam_lambda": np.ones(hi - lo),
                 }
@@ -95,6 +96,7 @@ def _chunk_tables(
             "token_idx": token_idx,
             "crossrun_var": crossrun.astype(np.float64),
             "n_runs": np.full(hi - lo, len(info.run_ids), dtype=np.int32),
+            "n_runs_acquired": np.sum([m.column("acquired").to_numpy() for m in metric_parts], axis=0, dtype=np.int32),
             **means,
         }
     )
@@ -106,19 +108,22 @@ def _ngram_stats(
 ) -> pl.DataFrame:
     log2p = np.log2(prob[target])
     counts = np.maximum(1, np.round(prob[target] * 1e7)).astype(np.int64)
-    ngram = np.clip(-log2p - 2.0 + rng.normal(0, 1.5, len(target)), 0.0, None)
+    ngram = np.clip(log2p + 2.0 + rng.normal(0, 1.5, len(target)), None, 0.0)
     coef = np.polyfit(log2p, ngram, 1)
     position = np.tile(np.arange(1, seq_len), n_sequences)
+    diversity = rng.integers(0, 400, len(target))
     return pl.DataFrame(
         {
             "token_idx": np.arange(len(target), dtype=np.int64),
             "unigram_count": counts,
-            "log2_unigram_freq": log2p,
             "ngram_order": rng.integers(1, 6, len(target)).astype(np.int8),
-            "ngram_surprisal": ngram,
-            "ngram_surprisal_resid": ngram - np.polyval(coef, log2p),
-            "context_logprob": log2p.mean() + rng.normal(0, 0.5, len(target)),
+            "ngram_log2prob": ngram,
+            "contextual_div_raw": diversity.astype(np.int64),
+            "log2_unigram_freq": log2p,
+            "ngram_log2prob_resid": ngram - np.polyval(coef, log2p),
             "log2_context_length": np.log2(position.astype(np.float64)),
+            "context_logprob": log2p.mean() + rng.normal(0, 0.5, len(target)),
+            "contextual_diversity": diversity - diversity.mean(),
         }
     )
 
