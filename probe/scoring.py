@@ -9,6 +9,7 @@ never materialized.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,10 +37,18 @@ class EvalBatchPlan:
     def __post_init__(self) -> None:
         if self.input_ids.ndim != 2:
             raise ProbeError("evaluation sequences must be a 2-D array [sequences, length]")
+        if self.seq_ids.shape != self.positions.shape or self.seq_ids.ndim != 1:
+            raise ProbeError("evaluation tokens need one sequence id and one position each")
         if len(self.seq_ids) and np.any(np.diff(self.seq_ids) < 0):
             raise ProbeError("evaluation tokens must be ordered by sequence")
+        if len(self.seq_ids) and (self.seq_ids[0] < 0 or self.seq_ids[-1] >= self.input_ids.shape[0]):
+            raise ProbeError(f"evaluation tokens name sequences outside 0..{self.input_ids.shape[0] - 1}")
+        if len(self.positions) and self.positions.max() >= self.input_ids.shape[1]:
+            raise ProbeError(f"evaluation tokens name positions beyond the sequence length {self.input_ids.shape[1]}")
         if self.prefix_token_id is None and len(self.positions) and self.positions.min() < 1:
             raise ProbeError("position 0 can only be scored with a prefix token")
+        if self.prefix_token_id is not None and self.prefix_token_id < 0:
+            raise ProbeError(f"prefix token id {self.prefix_token_id} is negative")
 
 
 def _uses_plain_head(model: PreTrainedModel) -> bool:
@@ -57,8 +66,13 @@ def score_surprisal(
     """Surprisal in bits of every planned token, in plan order (float32).
 
     ``on_batch`` is called with the number of tokens scored after each batch
-    (for progress bars).
+    (for progress bars). A batch size below 1, a token id the model's embedding
+    does not have, or any planned token left unscored is a ProbeError: the
+    result never holds a value that was not computed.
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ProbeError(f"batch size must be a whole number of at least 1, not {batch_size!r}")
+    _check_vocabulary(model, plan)
     device = next(model.parameters()).device
     ids = torch.as_tensor(plan.input_ids, dtype=torch.long)
     if plan.prefix_token_id is not None:
@@ -68,7 +82,8 @@ def score_surprisal(
     # Sequences are dense 0..S-1 and tokens ordered by sequence: a batch of
     # sequences owns a contiguous slice of tokens.
     bounds = np.searchsorted(plan.seq_ids, np.arange(ids.shape[0] + 1))
-    out = np.empty(len(plan.seq_ids), dtype=np.float32)
+    out = np.full(len(plan.seq_ids), np.nan, dtype=np.float32)
+    written = 0
     plain = _uses_plain_head(model)
     for start in range(0, ids.shape[0], batch_size):
         stop = min(start + batch_size, ids.shape[0])
@@ -87,9 +102,24 @@ def score_surprisal(
             logits = model(input_ids=batch).logits
             values = _surprisal_from_logits(logits[rows, pos + shift].float(), targets)
         out[lo:hi] = values.cpu().numpy()
+        written += int(hi - lo)
         if on_batch is not None:
             on_batch(int(hi - lo))
+    if written != len(out):
+        raise ProbeError(f"scored {written} of {len(out)} planned tokens; no surprisal is returned")
     return out
+
+
+def _check_vocabulary(model: PreTrainedModel, plan: EvalBatchPlan) -> None:
+    """Every input id (and the prefix token) must index the model's input embedding."""
+    size = model.get_input_embeddings().num_embeddings
+    highest = int(plan.input_ids.max()) if plan.input_ids.size else -1
+    if plan.prefix_token_id is not None:
+        highest = max(highest, plan.prefix_token_id)
+    lowest = int(plan.input_ids.min()) if plan.input_ids.size else 0
+    if highest >= size or lowest < 0:
+        bad = highest if highest >= size else lowest
+        raise ProbeError(f"token id {bad} is outside the model's vocabulary of {size} embeddings")
 
 
 def _head_surprisal(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ldw.curves.metrics import WINDOW
-from ldw.errors import LdwError
+from ldw.setting_checks import real, whole
 from ldw.warehouse.parquet_io import ROW_GROUP_SIZE
 
 
@@ -20,10 +20,8 @@ class MetricsConfig:
     store_curves: bool = True
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.window <= 1.0:
-            raise LdwError(f"--window must be in (0, 1], not {self.window}")
-        if self.chunk_tokens < 1:
-            raise LdwError(f"--chunk-tokens must be at least 1, not {self.chunk_tokens}")
+        object.__setattr__(self, "window", real("--window", self.window, 0.0, 1.0, low_open=True))
+        object.__setattr__(self, "chunk_tokens", whole("--chunk-tokens", self.chunk_tokens, 1))
 
 
 @dataclass(frozen=True)

@@ -1,44 +1,82 @@
 """``ldw ngrams``: count a reference corpus and store every evaluation token's n-gram predictors.
 
-The corpus is tokenized a batch of documents at a time and streamed into the
-counter, so only the counts (not the tokenized corpus) are held in memory. The
-predictors are defined in :mod:`ldw.ngrams.features`.
+The corpus is read and tokenized in pieces (``ldw.corpus``) and streamed into
+the counter a document at a time, so only the counts (not the corpus or its
+tokens) are held in memory: memory grows with the number of distinct n-grams,
+not with the corpus. A document longer than ``chunk_tokens`` tokens is counted
+as consecutive sequences of at most that many tokens (the n-grams spanning such
+a cut, at most ``max_n - 1`` per cut, are not counted; a warning says how many
+documents were cut). The predictors are defined in :mod:`ldw.ngrams.features`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
-from ldw.corpus import corpus_documents
+from ldw.corpus import Piece, corpus_pieces
 from ldw.errors import LdwError
 from ldw.ngrams.config import NgramConfig, NgramResult
 from ldw.ngrams.counts import NgramCounter
 from ldw.ngrams.features import TABLE, ngram_features
-from ldw.probe.tokenizing import encode_documents, load_tokenizer, tokenizer_fingerprint
+from ldw.probe.tokenizing import PieceEncoder, load_tokenizer, tokenizer_fingerprint
 from ldw.warehouse import Warehouse
 
 
-def _tokenized_documents(tokenizer: Any, docs: list[str], progress: bool) -> Iterator[np.ndarray]:
-    """Token ids of each document followed by eos, tokenized a batch at a time."""
+class NgramCorpusWarning(UserWarning):
+    """Documents of the reference corpus were counted in parts, or tokenized in pieces that differ from whole."""
+
+
+def _tokenized_documents(
+    encoder: PieceEncoder, pieces: Iterable[Piece], max_tokens: int, progress: bool, corpus: str
+) -> Iterator[np.ndarray]:
+    """Token ids of each document followed by eos; a longer document than ``max_tokens`` in parts of that size."""
     console = Console(stderr=True, quiet=not progress)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} docs"),
-        TimeRemainingColumn(),
-    )
+    columns = (TextColumn("{task.description}"), TextColumn("{task.completed} docs"), TimeElapsedColumn())
+    cut_documents = 0
+    parts: list[np.ndarray] = []
+    held, cut = 0, False
     with Progress(*columns, console=console, disable=not progress) as bar:
-        task = bar.add_task("n-gram counts", total=len(docs))
-        for ids in encode_documents(tokenizer, docs):
-            yield ids
-            bar.advance(task)
+        task = bar.add_task("n-gram counts", total=None)
+        for ids, last in encoder.encode(pieces):
+            parts.append(ids)
+            held += ids.size
+            if held > max_tokens:
+                tokens = np.concatenate(parts)
+                whole = tokens.size // max_tokens * max_tokens
+                yield from np.split(tokens[:whole], whole // max_tokens)
+                parts, held, cut = [tokens[whole:]], tokens.size - whole, True
+            if last:
+                yield np.concatenate(parts)
+                cut_documents += cut
+                parts, held, cut = [], 0, False
+                bar.advance(task)
+    _warn_about_cuts(corpus, encoder, cut_documents, max_tokens)
+
+
+def _warn_about_cuts(corpus: str, encoder: PieceEncoder, cut_documents: int, max_tokens: int) -> None:
+    """Say how many documents were counted in parts, and where tokenizing in pieces differed from whole."""
+    if cut_documents:
+        warnings.warn(
+            f"{corpus}: {cut_documents} documents longer than {max_tokens:,} tokens were counted in parts of "
+            "that many tokens; n-grams across the cuts are not counted",
+            NgramCorpusWarning,
+            stacklevel=3,
+        )
+    if encoder.mismatched_cuts:
+        warnings.warn(
+            f"{corpus}: {encoder.mismatched_cuts} of {encoder.cuts} cuts in documents longer than the reading "
+            "piece were tokenized differently from whole text by this tokenizer",
+            NgramCorpusWarning,
+            stacklevel=3,
+        )
 
 
 def _eval_inputs(wh: Warehouse) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
@@ -90,10 +128,10 @@ def compute_ngram_stats(
     wh = Warehouse.open(Path(warehouse_path))
     tokenizer, tok_path = _reference_tokenizer(wh, tokenizer_path)
     sequences, seq_index, position, token_idx = _eval_inputs(wh)
-    docs = corpus_documents(corpus, split, heldout_fraction)
+    pieces = corpus_pieces(corpus, split, heldout_fraction)
     vocab_size = max(len(tokenizer), wh.vocab_size())
     counter = NgramCounter(vocab_size, max_n, chunk_tokens)
-    counter.update(_tokenized_documents(tokenizer, docs, progress))
+    counter.update(_tokenized_documents(PieceEncoder(tokenizer), pieces, chunk_tokens, progress, corpus))
     counts = counter.finish()
     counted = time.perf_counter()
     features = ngram_features(counts, sequences, seq_index, position, token_idx)

@@ -78,6 +78,8 @@ def run_sweep(
     executor is started and no sweep is recorded.
     """
     console = console or Console(stderr=True, quiet=not progress)
+    if sweep.executor == "local":
+        resolve_device(sweep.device)  # an unusable --device is refused before the warehouse is opened
     wh = Warehouse.open(warehouse)
     config = wh.require_eval_config()
     chosen = _chosen_runs(wh, list(sweep.runs) if sweep.runs else None, config)
