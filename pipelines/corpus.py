@@ -35,7 +35,7 @@ from ldw.errors import LdwError
 BUILTIN = "builtin"
 SPLITS = ("all", "train", "heldout")
 SPLIT_SEED = 0  # every training seed shares the split made with this seed
-PIECE_CHARS = 1 << 20  # characters of one document handed on (and tokenized) at a time
+PIECE_CHARS = 1 << 17  # characters of one document handed on (and tokenized) at a time
 BLOCK_BYTES = 1 << 20  # bytes of a text file read at a time
 PARQUET_BATCH_ROWS = 1024
 
@@ -227,7 +227,7 @@ def _file_fragments(path: Path, text_field: str) -> Iterator[tuple[str, bool]]:
 # --- pieces: stripped documents in bounded parts ------------------------------------------------------
 
 
-def cut_point(text: str, limit: int = PIECE_CHARS) -> int:
+def cut_point(text: str, limit: int) -> int:
     """Where to cut ``text`` (longer than ``limit``): before the last whitespace character at or below
     ``limit`` that follows a non-whitespace one; ``limit`` itself when there is no such place."""
     stop = limit + 1
@@ -250,7 +250,7 @@ def _pieces(fragments: Iterable[tuple[str, bool]]) -> Iterator[Piece]:
             carry = carry.lstrip()
             started = bool(carry)
         while len(carry) > PIECE_CHARS:
-            cut = cut_point(carry)
+            cut = cut_point(carry, PIECE_CHARS)
             yield Piece(carry[:cut], False)
             carry = carry[cut:]
         if ends:

@@ -15,7 +15,7 @@ from ldw.probe.errors import ProbeError
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 BATCH_DOCS = 256  # pieces tokenized together ...
-BATCH_CHARS = 1 << 20  # ... up to about this many characters
+BATCH_CHARS = 1 << 17  # ... up to about this many characters (the tokenizer holds ~350 bytes per token)
 CUT_CHECK_CHARS = 256  # characters either side of a cut that are tokenized whole and in two to compare
 
 

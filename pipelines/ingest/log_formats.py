@@ -42,18 +42,20 @@ def _as_step(raw: Any, where: str) -> int:
     """An integer step in ``[0, MAX_STEP]`` from a JSON/CSV value; floats must be whole numbers."""
     if isinstance(raw, bool) or raw is None or raw == "":
         raise LdwError(f"{where}: no step value")
+    shown = raw if isinstance(raw, str) else repr(raw)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
     try:
         value = float(raw)
     except (TypeError, ValueError):
-        raise LdwError(f"{where}: step {raw!r} is not a number") from None
-    except OverflowError:
-        value = math.inf
+        raise LdwError(f"{where}: step {shown} is not a number") from None
+    except OverflowError:  # an integer too large for a float
+        value = math.inf if raw > 0 else -math.inf
     if math.isfinite(value) and value != int(value):
-        raise LdwError(f"{where}: step {raw!r} is not a whole number")
+        raise LdwError(f"{where}: step {shown} is not a whole number")
     if value < 0:
-        raise LdwError(f"{where}: step {raw!r} is negative")
+        raise LdwError(f"{where}: step {shown} is negative")
     if value > MAX_STEP:
-        raise LdwError(f"{where}: step {raw!r} is beyond {MAX_STEP:,}, not an optimizer step")
+        raise LdwError(f"{where}: step {shown} is beyond {MAX_STEP:,}, not an optimizer step")
     return int(value)
 
 
