@@ -69,8 +69,9 @@ def load_causal_lm(
     except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
         raise ProbeError(f"{path}: cannot read config.json ({first_line(exc)})") from exc
     hf_logging.disable_progress_bar()  # the sweep draws its own progress
+    weights = next((path / name for name in HF_WEIGHT_FILES if (path / name).is_file()), None)
     try:
-        if any((path / name).is_file() for name in HF_WEIGHT_FILES):
+        if weights is not None:
             model = AutoModelForCausalLM.from_pretrained(
                 path, dtype=dtype, trust_remote_code=trust_remote_code, attn_implementation="sdpa"
             )
@@ -79,7 +80,7 @@ def load_causal_lm(
     except ProbeError:
         raise
     except pickle.UnpicklingError as exc:
-        raise _pickle_refusal(path, exc) from exc
+        raise _pickle_refusal(weights or path, exc) from exc
     except Exception as exc:
         raise ProbeError(f"{path}: cannot load weights ({first_line(exc)})") from exc
     return model.to(device).eval()
@@ -107,7 +108,10 @@ def _from_state_dict(path: Path, config, dtype: torch.dtype, trust_remote_code: 
 
         state = load_file(file)
     else:
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise _pickle_refusal(file, exc) from exc
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from ldw.dynamics.spikes import SpikeParams
 from ldw.errors import SettingsError
 from ldw.setting_checks import device_name, real, whole
+from ldw.train.lr_schedules import parse_schedule_spec
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class ScheduleConfig:
     def __post_init__(self) -> None:
         if not self.runs:
             raise SettingsError("--run: name at least one run to fit")
+        for text in self.predict:
+            parse_schedule_spec(text)  # a malformed --predict is refused before the fit
         object.__setattr__(self, "decay", real("--decay", self.decay, 0.0, 1.0, high_open=True))
         object.__setattr__(self, "fit_from", real("--fit-from", self.fit_from, 0.0, 1.0, high_open=True))
 

@@ -150,6 +150,7 @@ OPTIONS: dict[tuple[str, ...], dict[str, st.SearchStrategy[str]]] = {
     ("fit-schedule", "--run", "seed0", "-w", "{wh}"): {
         "--decay": bad_real(*UNIT_OPEN, high_open=True),
         "--fit-from": bad_real(*UNIT_OPEN, high_open=True),
+        "--predict": st.sampled_from(["nosuch", "cosine:foo=1", "wsd:decay_fraction=abc", "cosine:x", "run"]),
     },
     ("probe-weights", "-w", "{wh}"): {"--sequences": bad_whole(1, MAX_COUNT), "--device": BAD_DEVICE},
     ("app", "{wh}"): {"--port": bad_whole(1, 65535)},

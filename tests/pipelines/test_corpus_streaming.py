@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import warnings
 from pathlib import Path
@@ -123,3 +124,21 @@ def test_split_streams_the_same_documents_as_the_trainer_split(tmp_path: Path) -
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert corpus.corpus_documents(str(path), split, 0.1) == expected
+
+
+def test_ngrams_counts_a_document_longer_than_the_chunk_in_parts_and_says_so(
+    ingested_warehouse: Path, tmp_path: Path
+) -> None:
+    import ldw
+    from ldw.ngrams.store import NgramCorpusWarning
+
+    path = tmp_path / "reference.txt"
+    long_doc = " ".join(["the model learned"] * 200)
+    path.write_text(f"short one\n\n{long_doc}\n\nshort two", encoding="utf-8")
+    tokenizer = load_tokenizer(Path(ldw.open(ingested_warehouse).runs()["tokenizer_path"][0]))
+    long_tokens = len(tokenizer(long_doc, add_special_tokens=False)["input_ids"]) + 1
+    with pytest.warns(NgramCorpusWarning, match="1 documents longer than 64 tokens were counted in parts"):
+        result = ldw.open(ingested_warehouse, progress=False).ngrams(corpus=str(path), chunk_tokens=64)
+    short = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) + 1 for t in ("short one", "short two"))
+    assert result.n_tokens_counted == long_tokens + short
+    assert result.n_documents == 2 + math.ceil(long_tokens / 64)

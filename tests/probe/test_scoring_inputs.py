@@ -101,7 +101,7 @@ def test_a_pickle_that_needs_code_is_refused_in_one_whole_sentence(
     with pytest.raises(ProbeError) as raised:
         load_causal_lm(folder, torch.device("cpu"))
     message = str(raised.value)
-    assert message.startswith(f"{folder}: refused: the pickled weights reference ")
+    assert message.startswith(f"{folder / weights_file}: refused: the pickled weights reference ")
     assert "system" in message and "weights_only=False" not in message and "\n" not in message
     assert message.endswith("save them as safetensors to score this checkpoint")
 
