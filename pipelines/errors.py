@@ -11,7 +11,7 @@ class LdwError(Exception):
 
 
 class SettingsError(LdwError, ValueError):
-    """A setting is malformed, out of range or unusable here; refused before anything is read or written.
+    """A setting is malformed, out of range or unusable here; refused before anything is written.
 
     The command line reports it like a usage error: one line, exit code 2.
     """

@@ -7,8 +7,8 @@ Exit codes (README, Troubleshooting):
   a warehouse without what the command needs, a checkpoint that failed to
   score. The message names the file or run.
 - 2: the command line or a setting is wrong (an unknown option, a value that
-  is malformed, out of range or unusable on this machine). Checked before
-  anything is read or written, so the warehouse is untouched.
+  is malformed, out of range or unusable on this machine). Refused before
+  anything is written, so the warehouse is untouched.
 
 Every error is one line on stderr; ``LDW_DEBUG=1`` adds the Python traceback.
 """

@@ -52,7 +52,7 @@ def _tokenized_documents(
                 tokens = np.concatenate(parts)
                 whole = tokens.size // max_tokens * max_tokens
                 yield from np.split(tokens[:whole], whole // max_tokens)
-                parts, held, cut = [tokens[whole:]], tokens.size - whole, True
+                parts, held, cut = [tokens[whole:].copy()], tokens.size - whole, True  # free the counted ones
             if last:
                 yield np.concatenate(parts)
                 cut_documents += cut
