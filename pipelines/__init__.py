@@ -18,6 +18,7 @@ _EXPORTS = {
     "Workbench": "ldw.workbench",
     "LdwError": "ldw.errors",
     "LdwWarning": "ldw.errors",
+    "SettingsError": "ldw.errors",
     "IngestConfig": "ldw.ingest.config",
     "IngestResult": "ldw.ingest.config",
     "EvalSetConfig": "ldw.sweep.config",

@@ -16,7 +16,9 @@ typed result. The ``ldw`` command line is a thin layer over these methods.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -28,7 +30,7 @@ from ldw.errors import LdwError
 from ldw.ingest.config import IngestConfig, IngestResult
 from ldw.ngrams.config import NgramConfig, NgramResult
 from ldw.sweep.config import EvalSetConfig, EvalSetResult, SweepConfig, SweepSummary
-from ldw.warehouse import Warehouse
+from ldw.warehouse import Warehouse, WarehouseError
 from ldw.warehouse.catalog import CATALOG_FILE
 from ldw.warehouse.curves import token_curves
 
@@ -53,6 +55,33 @@ def configured(kind: type[Config], config: Config | None, options: dict[str, Any
     if missing:
         raise LdwError(f"{kind.__name__} needs {', '.join(missing)}")
     return kind(**options)
+
+
+@contextmanager
+def _removed_if_left_empty(root: Path) -> Iterator[None]:
+    """Run a command that may create the warehouse ``root``; if it was not there before and the command
+    fails leaving it empty (no runs, no evaluation set, no Parquet file), remove it again, so a mistyped
+    ``-w`` leaves nothing behind."""
+    existed = root.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed and root.is_dir() and _is_empty_warehouse(root):
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+def _is_empty_warehouse(root: Path) -> bool:
+    """Whether ``root`` holds nothing but a catalog without runs or an evaluation set."""
+    if any(p.is_file() for p in root.rglob("*") if not p.name.startswith(CATALOG_FILE)):
+        return False
+    if not (root / CATALOG_FILE).is_file():
+        return True
+    try:
+        wh = Warehouse.open(root, read_only=True)
+        return wh.runs().height == 0 and wh.eval_config() is None
+    except WarehouseError:
+        return False
 
 
 def open(root: str | Path, create: bool = False, storage: str | None = None, progress: bool = True) -> Workbench:
@@ -81,7 +110,8 @@ class Workbench:
         """Open the warehouse at ``root``; with ``create`` make it first (Parquet tables at ``storage`` if given)."""
         root = Path(root)
         if create:
-            Warehouse.create(root, storage)
+            with _removed_if_left_empty(root):
+                Warehouse.create(root, storage)
         elif storage is not None:
             raise LdwError("storage can only be chosen when the warehouse is created (create=True)")
         elif not (root / CATALOG_FILE).is_file():
@@ -105,13 +135,16 @@ class Workbench:
         from ldw.ingest.register import ingest_paths
 
         settings = configured(IngestConfig, config, options)
-        return ingest_paths(self.root, list(paths), settings, progress=self.progress)
+        with _removed_if_left_empty(self.root):
+            return ingest_paths(self.root, list(paths), settings, progress=self.progress)
 
     def evalset(self, config: EvalSetConfig | None = None, replace: bool = False, **options: Any) -> EvalSetResult:
         """Build the evaluation set (tokens in context every run is scored on); ``replace`` swaps a different one."""
         from ldw.sweep.evalset import build_eval_set
 
-        return build_eval_set(self.root, configured(EvalSetConfig, config, options), replace=replace)
+        settings = configured(EvalSetConfig, config, options)
+        with _removed_if_left_empty(self.root):
+            return build_eval_set(self.root, settings, replace=replace)
 
     def sweep(self, config: SweepConfig | None = None, **options: Any) -> SweepSummary:
         """Score every evaluation token under every pending checkpoint; resumes where a sweep stopped.

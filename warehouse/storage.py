@@ -20,11 +20,17 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ldw.errors import first_line
 from ldw.warehouse.disk_errors import disk_reason
 from ldw.warehouse.errors import WarehouseError
 from ldw.warehouse.parquet_io import with_schema_version, write_options, write_parquet_atomic
 
 LOCAL_PROTOCOLS = {"file", "local"}
+
+
+def damaged_file(path: str, exc: BaseException) -> WarehouseError:
+    """The error for a cataloged Parquet file that cannot be read."""
+    return WarehouseError(f"{path}: damaged Parquet file ({first_line(exc)}); `ldw doctor` lists every problem")
 
 
 class ParquetStore:
@@ -92,8 +98,14 @@ class ParquetStore:
             raise WarehouseError(f"{target}: {reason}") from exc
 
     def parquet_file(self, path: str) -> pq.ParquetFile:
-        """Open a Parquet file for reading its metadata or row groups."""
-        return pq.ParquetFile(path, filesystem=None if not self.remote else self.fs)
+        """Open a Parquet file for reading its metadata or row groups; a missing or damaged file is a
+        one-line WarehouseError naming it."""
+        try:
+            return pq.ParquetFile(path, filesystem=None if not self.remote else self.fs)
+        except FileNotFoundError as exc:
+            raise WarehouseError(f"{path}: cataloged file is missing; `ldw doctor` lists every problem") from exc
+        except (pa.ArrowException, OSError) as exc:
+            raise damaged_file(path, exc) from exc
 
     def remove(self, path: str) -> None:
         """Delete a file or a folder with everything in it; nothing when absent."""

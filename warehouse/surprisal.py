@@ -7,6 +7,7 @@ import pyarrow as pa
 
 from ldw.warehouse.errors import WarehouseError
 from ldw.warehouse.parquet_io import read_rows
+from ldw.warehouse.storage import damaged_file
 from ldw.warehouse.tables import TABLES
 
 SURPRISAL = TABLES["surprisal"]
@@ -63,8 +64,14 @@ class SurprisalMixin:
         )
         steps = done["step"].to_numpy().astype(np.int64)
         values = np.empty((max(hi - lo, 0), len(steps)), dtype=np.float32)
-        for col, path in enumerate(done["surprisal_file"].to_list()):
-            column = read_rows(self.store.parquet_file(self.store.path(path)), ["surprisal_bits"], lo, hi).column(0)
+        for col, relative in enumerate(done["surprisal_file"].to_list()):
+            path = self.store.path(relative)
+            try:
+                column = read_rows(self.store.parquet_file(path), ["surprisal_bits"], lo, hi).column(0)
+            except (pa.ArrowException, OSError) as exc:
+                raise damaged_file(path, exc) from exc
+            if len(column) != values.shape[0]:
+                raise WarehouseError(f"{path}: {len(column)} surprisal values for tokens {lo}..{hi - 1}; damaged file")
             values[:, col] = column.to_numpy()
         return steps, np.arange(lo, hi, dtype=np.int64), values
 

@@ -121,7 +121,8 @@ def spikes(
     top_n: Annotated[int, typer.Option(help="Tokens kept per spike in spike_tokens.")] = 1000,
 ) -> None:
     """Detect loss / grad-norm spikes and list the tokens whose surprisal rose most across each."""
-    rule = SpikeParams(window=window, k=k, min_points=min_points, merge_gap=merge_gap)
+    history = min(SpikeParams.min_history, window)  # a short window needs no more history than it holds
+    rule = SpikeParams(window=window, k=k, min_history=history, min_points=min_points, merge_gap=merge_gap)
     config = SpikesConfig(traces=tuple(trace or ("loss", "grad_norm")), rule=rule, top_n=top_n)
     result = Workbench(warehouse).detect_spikes(config)
     console.print(f"{result.spikes} spikes found (table spikes)")

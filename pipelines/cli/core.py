@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ldw.cli.common import DEFAULT_WAREHOUSE, QuietOpt, WarehouseOpt, console, err
-from ldw.errors import LdwError
+from ldw.errors import SettingsError
 from ldw.ingest.config import IngestConfig
 from ldw.sweep.config import EvalSetConfig, SweepConfig
 from ldw.workbench import Workbench
@@ -40,6 +40,12 @@ def ingest(
     tokens_per_step: Annotated[
         Optional[int], typer.Option(help="Training tokens per step (e.g. 2097152 for Pythia).")
     ] = None,
+    log: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Training log (one run only): trainer_state.json, a TensorBoard file or folder, .csv, .jsonl."
+        ),
+    ] = None,
     revisions: Annotated[
         Optional[list[str]],
         typer.Option(help="hf: only: branches to take, names or glob patterns ('step*'; comma-separated or repeated)."),
@@ -54,6 +60,7 @@ def ingest(
         name=name,
         tokenizer=tokenizer,
         tokens_per_step=tokens_per_step,
+        log=log,
         revisions=tuple(revisions) if revisions else None,
         every=every,
     )
@@ -182,7 +189,7 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
     try:
         index, count = (int(part) for part in text.split("/"))
     except ValueError:
-        raise LdwError(f"--shard must look like I/N (e.g. 0/4), not '{text}'") from None
+        raise SettingsError(f"--shard must look like I/N (e.g. 0/4), not '{text}'") from None
     return index, count
 
 
@@ -215,7 +222,7 @@ def demo(
 
 def app_command(
     warehouse: Annotated[Path, typer.Argument(envvar="LDW_WAREHOUSE", help="Warehouse folder.")] = DEFAULT_WAREHOUSE,
-    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve on.")] = 8501,
     host: Annotated[
         str, typer.Option(help="Address to bind (localhost by default; 0.0.0.0 shares it on the network).")
     ] = "127.0.0.1",

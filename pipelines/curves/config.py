@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ldw.curves.metrics import WINDOW, WINDOW_CHECKPOINTS
-from ldw.errors import LdwError
+from ldw.setting_checks import optional_whole, real, whole
 from ldw.warehouse.parquet_io import ROW_GROUP_SIZE
 
 
@@ -26,12 +26,9 @@ class MetricsConfig:
     store_curves: bool = True
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.window <= 1.0:
-            raise LdwError(f"--window must be in (0, 1], not {self.window}")
-        if self.last_k is not None and self.last_k < 1:
-            raise LdwError(f"--last-k must be at least 1, not {self.last_k}")
-        if self.chunk_tokens < 1:
-            raise LdwError(f"--chunk-tokens must be at least 1, not {self.chunk_tokens}")
+        object.__setattr__(self, "window", real("--window", self.window, 0.0, 1.0, low_open=True))
+        object.__setattr__(self, "last_k", optional_whole("--last-k", self.last_k, 1))
+        object.__setattr__(self, "chunk_tokens", whole("--chunk-tokens", self.chunk_tokens, 1))
 
 
 @dataclass(frozen=True)

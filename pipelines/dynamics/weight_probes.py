@@ -62,6 +62,7 @@ def probe_weights_in_warehouse(
     """
     if n_sequences < 1:
         raise LdwError(f"n_sequences must be >= 1, got {n_sequences}")
+    dev = resolve_device(device)  # an unusable device is refused before the warehouse is opened
     wh = Warehouse.open(Path(warehouse_path))
     wh.require_eval_config()
     ids = torch.from_numpy(wh.eval_arrays()[0][:n_sequences])
@@ -70,7 +71,6 @@ def probe_weights_in_warehouse(
     if unknown:
         raise LdwError(f"{wh.root}: unknown run(s) {', '.join(unknown)}")
     targets = {run: wh.checkpoints(run) for run in runs}
-    dev = resolve_device(device)
     summary = ProbeSummary()
     params = {"n_sequences": n_sequences, "batch_size": batch_size, "dtype": "float32", "device": dev.type}
     columns = [

@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ldw.errors import LdwError
+from ldw.corpus import SPLITS
 from ldw.ngrams.counts import DEFAULT_CHUNK_TOKENS
+from ldw.setting_checks import choice, real, whole
 
-SPLITS = ("all", "train", "heldout")
+MAX_ORDER = 10  # n-gram orders beyond this have no use as predictors and only cost memory
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,13 @@ class NgramConfig:
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS
 
     def __post_init__(self) -> None:
-        if self.max_n < 1:
-            raise LdwError(f"--max-n must be at least 1, not {self.max_n}")
-        if self.split is not None and self.split not in SPLITS:
-            raise LdwError(f"--split must be all, train or heldout, not '{self.split}'")
-        if self.heldout_fraction is not None and not 0.0 < self.heldout_fraction < 1.0:
-            raise LdwError(f"--heldout-fraction must be in (0, 1), not {self.heldout_fraction}")
+        if self.split is not None:
+            object.__setattr__(self, "split", choice("--split", self.split, SPLITS))
+        if self.heldout_fraction is not None:
+            fraction = real("--heldout-fraction", self.heldout_fraction, 0.0, 1.0, low_open=True, high_open=True)
+            object.__setattr__(self, "heldout_fraction", fraction)
+        object.__setattr__(self, "max_n", whole("--max-n", self.max_n, 1, MAX_ORDER))
+        object.__setattr__(self, "chunk_tokens", whole("chunk_tokens", self.chunk_tokens, 1))
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,10 @@
 * :func:`count_reference`: the start-padded n-gram counts of those windows
   and, from a second pass over them (spooled to a temporary file, so memory
   stays bounded by the distinct n-grams), the raw contextual diversity.
-* :func:`shared_documents`: how many of the documents the evaluation set was
-  cut from are among the counted documents (exact text), the leak check; and
+* :class:`DocumentMatcher`: how many of the documents the evaluation set was
+  cut from are among the counted documents (exact text, compared by digest as
+  the corpus streams past, so memory holds one digest per evaluation
+  document), the leak check; and
   :func:`eval_coverage`, the share of evaluation n-grams of the highest order
   that were counted (a diagnostic: high for a leaky corpus, and for corpora
   with much repeated text).
@@ -24,6 +26,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -31,12 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from ldw.corpus import SPLIT_SEED
+from ldw.corpus import SPLIT_SEED, Piece
 from ldw.errors import LdwError
 from ldw.ngrams.counts import NgramCounter, NgramCounts
 from ldw.ngrams.diversity import DiversityCounter, context_types
 
-SPOOL_WINDOWS = 8192  # windows per block read back for the diversity pass
+SPOOL_WINDOWS = 8192  # windows per block read back for the diversity pass (fewer when the chunk is smaller)
 
 FOUND_WINDOW_COVERAGE = 0.9  # a window counts as found when this share of its n-grams was counted
 LEAK_WARNING_FRACTION = 0.05  # warn when more evaluation windows than this are found in the counted corpus
@@ -93,8 +96,9 @@ def choose_reference(
 def training_windows(documents: Iterable[np.ndarray], seq_len: int, prefix: int | None) -> Iterator[np.ndarray]:
     """The documents' token ids joined into one stream and cut into ``seq_len`` windows, each led by ``prefix``.
 
-    The incomplete tail is dropped, as ``ldw evalset`` drops it. Memory holds
-    one document and less than one window besides.
+    ``documents`` may hand a document on in consecutive parts (the pieces of a
+    streamed corpus): the stream is the same. The incomplete tail is dropped,
+    as ``ldw evalset`` drops it. Memory holds one part and less than one window besides.
     """
     if seq_len < 1:
         raise LdwError(f"window length must be at least 1, not {seq_len}")
@@ -113,7 +117,8 @@ def count_reference(
 ) -> tuple[NgramCounts, np.ndarray, np.ndarray]:
     """Start-padded counts of ``windows`` (equal-length), the context types and every type's raw diversity.
 
-    ``special_ids`` never count as context types.
+    ``special_ids`` never count as context types. ``chunk_tokens`` bounds the tokens held at once, by
+    the counter and by the diversity pass alike.
     """
     counter = NgramCounter(vocab_size, max_n, chunk_tokens, start_pad=True)
     width = 0
@@ -128,7 +133,8 @@ def count_reference(
         types = context_types(counts.unigram[:vocab_size], special_ids)
         diversity = DiversityCounter(vocab_size, types)
         spool.seek(0)
-        while width and (block := np.frombuffer(spool.read(SPOOL_WINDOWS * width * 4), dtype=np.int32)).size:
+        per_block = max(1, min(SPOOL_WINDOWS, chunk_tokens // max(width, 1)))  # no more tokens than the counter's chunk
+        while width and (block := np.frombuffer(spool.read(per_block * width * 4), dtype=np.int32)).size:
             diversity.add(block.reshape(-1, width))
     return counts, types, diversity.raw()
 
@@ -140,10 +146,40 @@ def model_sequences(windows: list[np.ndarray], prefix: int | None) -> list[np.nd
     return [np.concatenate([[prefix], np.asarray(w, dtype=np.int64)]) for w in windows]
 
 
-def shared_documents(eval_documents: list[str], counted_documents: Iterable[str]) -> int:
-    """How many distinct ``eval_documents`` occur, with exactly the same text, among ``counted_documents``."""
-    wanted = set(eval_documents)
-    return len({doc for doc in counted_documents if doc in wanted})
+def document_digests(pieces: Iterable[Piece]) -> Iterator[bytes]:
+    """A digest of each document's exact text, from its pieces (the same however the document was cut)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for piece in pieces:
+        digest.update(piece.text.encode("utf-8"))
+        if piece.last:
+            yield digest.digest()
+            digest = hashlib.blake2b(digest_size=16)
+
+
+class DocumentMatcher:
+    """Which of some documents occur, with exactly the same text, in a stream of pieces passed through it."""
+
+    def __init__(self, documents: Iterable[Piece]) -> None:
+        digests = list(document_digests(documents))
+        self.documents = len(digests)
+        self._wanted = set(digests)
+        self._found: set[bytes] = set()
+
+    def watch(self, pieces: Iterable[Piece]) -> Iterator[Piece]:
+        """``pieces`` unchanged, noting every wanted document among them."""
+        digest = hashlib.blake2b(digest_size=16)
+        for piece in pieces:
+            digest.update(piece.text.encode("utf-8"))
+            if piece.last:
+                if (found := digest.digest()) in self._wanted:
+                    self._found.add(found)
+                digest = hashlib.blake2b(digest_size=16)
+            yield piece
+
+    @property
+    def shared(self) -> int:
+        """How many distinct wanted documents the watched stream held."""
+        return len(self._found)
 
 
 def eval_coverage(counts: NgramCounts, sequences: list[np.ndarray]) -> float:

@@ -1,9 +1,10 @@
 """``ldw ngrams``: count a reference corpus and store every evaluation token's n-gram predictors.
 
-The corpus is tokenized a batch of documents at a time and streamed into the
-counter, so only the counts (not the tokenized corpus) are held in memory.
-Which corpus and how it is cut: :mod:`ldw.ngrams.reference`; the predictors:
-:mod:`ldw.ngrams.features` and :mod:`ldw.ngrams.diversity`.
+The corpus is read and tokenized in pieces (``ldw.corpus``) and streamed into
+the counter, so only the counts (not the corpus or its tokens) are held in
+memory: memory grows with the number of distinct n-grams, not with the corpus.
+Which corpus and how it is cut into counted windows: :mod:`ldw.ngrams.reference`;
+the predictors: :mod:`ldw.ngrams.features` and :mod:`ldw.ngrams.diversity`.
 """
 
 from __future__ import annotations
@@ -11,28 +12,28 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
-from ldw.corpus import CorpusError, corpus_documents
+from ldw.corpus import CorpusError, Piece, corpus_pieces
 from ldw.errors import LdwError, LdwWarning
 from ldw.ngrams.config import NgramConfig, NgramResult
 from ldw.ngrams.diversity import CONTEXT_TYPES, WINDOW, adjusted_diversity
 from ldw.ngrams.features import CLIP_SD, PREDICTORS, TABLE, ZERO_PROBABILITY, raw_features, released_predictors
 from ldw.ngrams.reference import (
+    DocumentMatcher,
     choose_reference,
     count_reference,
     eval_coverage,
     model_sequences,
-    shared_documents,
     training_windows,
 )
-from ldw.probe.tokenizing import encode_documents, load_tokenizer, tokenizer_fingerprint
+from ldw.probe.tokenizing import PieceEncoder, load_tokenizer, tokenizer_fingerprint
 from ldw.warehouse import Warehouse
 from ldw.warehouse.tables import table_spec
 
@@ -40,20 +41,33 @@ PRUNE_MIN_COUNT = 2
 PRUNE_FROM_ORDER = 3
 
 
-def _tokenized_documents(tokenizer: Any, docs: list[str], progress: bool) -> Iterator[np.ndarray]:
-    """Token ids of each document followed by eos, tokenized a batch at a time."""
-    console = Console(stderr=True, quiet=not progress)
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} docs"),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, disable=not progress) as bar:
-        task = bar.add_task("n-gram counts", total=len(docs))
-        for ids in encode_documents(tokenizer, docs):
-            yield ids
-            bar.advance(task)
+class _Documents:
+    """Token ids of the corpus pieces (eos after each document), counting the documents as they pass."""
+
+    def __init__(self, encoder: PieceEncoder, pieces: Iterable[Piece], progress: bool) -> None:
+        self.encoder, self.pieces, self.progress = encoder, pieces, progress
+        self.count = 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        console = Console(stderr=True, quiet=not self.progress)
+        columns = (TextColumn("{task.description}"), TextColumn("{task.completed} docs"), TimeElapsedColumn())
+        with Progress(*columns, console=console, disable=not self.progress) as bar:
+            task = bar.add_task("n-gram counts", total=None)
+            for ids, last in self.encoder.encode(self.pieces):
+                yield ids
+                if last:
+                    self.count += 1
+                    bar.advance(task)
+
+
+def _mismatched_cuts_note(corpus: str, encoder: PieceEncoder) -> list[str]:
+    """The warning when tokenizing long documents in pieces gave other tokens than the whole text would."""
+    if not encoder.mismatched_cuts:
+        return []
+    return [
+        f"{corpus}: {encoder.mismatched_cuts} of {encoder.cuts} cuts in documents longer than the reading "
+        "piece were tokenized differently from whole text by this tokenizer"
+    ]
 
 
 def _eval_inputs(wh: Warehouse) -> tuple[list[np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
@@ -93,31 +107,30 @@ def _runs_metadata(wh: Warehouse) -> list[dict[str, Any]]:
     return [json.loads(text) if text else {} for text in wh.runs()["metadata"].to_list()]
 
 
-def _eval_documents(eval_config: dict[str, Any]) -> list[str] | None:
-    """The documents the evaluation set was cut from, when its corpus can still be read (else None)."""
+def _eval_documents(eval_config: dict[str, Any]) -> DocumentMatcher | None:
+    """A matcher of the documents the evaluation set was cut from, when its corpus can still be read (else None)."""
     if "corpus" not in eval_config:
         return None
     try:
-        return corpus_documents(eval_config["corpus"], eval_config.get("split", "all"), eval_config["heldout_fraction"])
+        split = eval_config.get("split", "all")
+        return DocumentMatcher(corpus_pieces(eval_config["corpus"], split, eval_config["heldout_fraction"]))
     except CorpusError:
         return None
 
 
-def _leak(wh: Warehouse, eval_config: dict[str, Any], docs: list[str]) -> tuple[dict[str, Any], list[str]]:
-    """How many evaluation documents the counted corpus holds, and the warning when it holds any."""
-    eval_docs = _eval_documents(eval_config)
-    if eval_docs is None:
+def _leak(wh: Warehouse, matcher: DocumentMatcher | None) -> tuple[dict[str, Any], list[str]]:
+    """How many evaluation documents the counted corpus held, and the warning when it held any."""
+    if matcher is None:
         return {"eval_documents_counted": None, "eval_documents": None}, []
-    shared = shared_documents(eval_docs, docs)
     notes = []
-    if shared:
+    if matcher.shared:
         notes.append(
-            f"{wh.root}: {shared} of the {len(eval_docs)} documents the evaluation set was cut from are in the counted "
-            "corpus: the n-gram predictors of their tokens were counted on the evaluation text itself; count only "
-            "the training documents (by default the runs' own training split) or build the evaluation set from "
-            "held-out documents"
+            f"{wh.root}: {matcher.shared} of the {matcher.documents} documents the evaluation set was cut from are in "
+            "the counted corpus: the n-gram predictors of their tokens were counted on the evaluation text itself; "
+            "count only the training documents (by default the runs' own training split) or build the evaluation "
+            "set from held-out documents"
         )
-    return {"eval_documents_counted": shared, "eval_documents": len(eval_docs)}, notes
+    return {"eval_documents_counted": matcher.shared, "eval_documents": matcher.documents}, notes
 
 
 def compute_ngram_stats(
@@ -139,10 +152,13 @@ def compute_ngram_stats(
     reference = choose_reference(config.corpus, config.split, config.heldout_fraction, _runs_metadata(wh))
     windows, seq_index, position, token_idx = _eval_inputs(wh)
     sequences = model_sequences(windows, prefix)
-    docs = corpus_documents(reference.corpus, reference.split, reference.heldout_fraction)
+    matcher = _eval_documents(eval_config)
+    pieces = corpus_pieces(reference.corpus, reference.split, reference.heldout_fraction)
+    encoder = PieceEncoder(tokenizer)
+    docs = _Documents(encoder, matcher.watch(pieces) if matcher is not None else pieces, progress)
     vocab_size = max(len(tokenizer), wh.vocab_size())
     specials = sorted({*tokenizer.all_special_ids, *([] if prefix is None else [prefix])})
-    counted = training_windows(_tokenized_documents(tokenizer, docs, progress), seq_len, prefix)
+    counted = training_windows(docs, seq_len, prefix)
     full, types, raw_div = count_reference(counted, vocab_size, config.max_n, config.chunk_tokens, specials)
     counting_s = time.perf_counter() - started
     if full.n_tokens == 0:
@@ -152,7 +168,8 @@ def compute_ngram_stats(
     diversity = (adjusted_diversity(raw_div, full.unigram, prefix), raw_div)
     raw = raw_features(counts, sequences, seq_index, position + (prefix is not None), diversity, token_idx)
     table, predictors = released_predictors(raw)
-    leak, notes = _leak(wh, eval_config, docs)
+    leak, notes = _leak(wh, matcher)
+    notes += _mismatched_cuts_note(reference.corpus, encoder)
     params = {
         "corpus": reference.corpus,
         "split": reference.split,
@@ -164,7 +181,7 @@ def compute_ngram_stats(
         "windows of seq_len tokens (tail dropped), each led by the evaluation set's prefix token when it has one",
         "seq_len": seq_len,
         "prefix_token_id": prefix,
-        "n_documents": len(docs),
+        "n_documents": docs.count,
         "n_sequences": full.n_sequences,
         "n_tokens_counted": full.n_tokens,
         "distinct_ngrams": [full.distinct(k) for k in range(1, config.max_n + 1)],

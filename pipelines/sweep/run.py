@@ -28,6 +28,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemaining
 
 from ldw.errors import LdwError
 from ldw.ingest.hub import HUB_SOURCE_KIND, HubCheckpoint
+from ldw.probe.loading import resolve_device
 from ldw.probe.scoring import EvalBatchPlan, ScoreOptions
 from ldw.sweep.config import SweepConfig, SweepSummary
 from ldw.sweep.hub_cache import DownloadLedger
@@ -64,6 +65,8 @@ def run_sweep(
     executor is started and no sweep is recorded.
     """
     console = console or Console(stderr=True, quiet=not progress)
+    if sweep.executor == "local":
+        resolve_device(sweep.device)  # an unusable --device is refused before the warehouse is opened
     wh = Warehouse.open(warehouse)
     config = wh.require_eval_config()
     chosen = _chosen_runs(wh, list(sweep.runs) if sweep.runs else None, config)

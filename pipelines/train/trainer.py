@@ -277,9 +277,9 @@ def train_run(config: TrainConfig, out_dir: Path, progress: bool = True) -> Path
     keys to the log rows and a ``stability`` entry to run.json when any is on.
     """
     out_dir = Path(out_dir)
+    device = resolve_device(config.device)  # refused before the run folder is made
     if _prepare_out_dir(config, out_dir):
         return out_dir
-    device = resolve_device(config.device)
     docs = load_documents(config.corpus)
     train_docs, eval_docs = split_documents(docs, config.eval_fraction, SPLIT_SEED)
     tokenizer = _prepare_tokenizer(config, train_docs, out_dir)
