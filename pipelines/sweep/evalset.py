@@ -32,6 +32,7 @@ def build_eval_set(warehouse: Path, config: EvalSetConfig, replace: bool = False
     tok_path = _tokenizer_path(wh, config)
     config = EvalSetConfig(**{**asdict(config), "tokenizer_path": str(tok_path)})
     tokenizer = load_tokenizer(tok_path)
+    _check_runs_tokenizer(wh, tok_path, tokenizer_fingerprint(tokenizer))
     docs = corpus_documents(config.corpus, config.split, config.heldout_fraction)
     parts = list(encode_documents(tokenizer, docs))
     stream = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
@@ -73,6 +74,20 @@ def _tokenizer_path(wh: Warehouse, config: EvalSetConfig) -> Path:
     if runs.height == 0:
         raise LdwError(f"{wh.root}: no runs ingested and no --tokenizer given; run `ldw ingest` first")
     return Path(runs["tokenizer_path"][0])
+
+
+def _check_runs_tokenizer(wh: Warehouse, tok_path: Path, fingerprint: str) -> None:
+    """Refuse, before anything changes, a tokenizer that differs from the ingested runs' (they could not be scored)."""
+    others = wh.query(
+        "SELECT run_id, tokenizer_path FROM runs WHERE tokenizer_fingerprint IS DISTINCT FROM ? ORDER BY run_id",
+        [fingerprint],
+    )
+    if others.height:
+        runs = ", ".join(f"{run_id} ({path})" for run_id, path in others.iter_rows())
+        raise LdwError(
+            f"{tok_path}: tokenizer differs from that of run(s) {runs}; every run of a warehouse is scored with "
+            "the evaluation set's tokenizer: use a new --warehouse for this tokenizer"
+        )
 
 
 def _positions(

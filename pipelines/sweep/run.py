@@ -101,7 +101,7 @@ def run_sweep(
         with Progress(*columns, console=console, disable=not progress) as bar:
             tasks = _progress_tasks(bar, jobs)
             for job, outcome in scorer.score(jobs, plan):
-                _record(wh, job, outcome, sweep_id, summary, console)
+                _record(wh, job, outcome, sweep_id, config["eval_id"], summary, console)
                 rate = summary.tokens / max(time.perf_counter() - started, 1e-9)
                 bar.update(tasks[job.run_id], advance=1, rate=f"{rate:,.0f} tok/s")
     summary.seconds = time.perf_counter() - started
@@ -156,9 +156,19 @@ def _progress_tasks(bar: Progress, jobs: Iterable[CheckpointJob]) -> dict[str, T
 
 
 def _record(
-    wh: Warehouse, job: CheckpointJob, outcome: Outcome, sweep_id: str, summary: SweepSummary, console: Console
+    wh: Warehouse,
+    job: CheckpointJob,
+    outcome: Outcome,
+    sweep_id: str,
+    eval_id: str,
+    summary: SweepSummary,
+    console: Console,
 ) -> None:
-    """Write one checkpoint's outcome: its surprisal file, or a failed row with the one-line reason."""
+    """Write one checkpoint's outcome: its surprisal file, or a failed row with the one-line reason.
+
+    The surprisal is cataloged only while the warehouse still holds evaluation
+    set ``eval_id``, the one it was scored on (else a WarehouseError ends the sweep).
+    """
     if isinstance(outcome, np.ndarray) and not np.all(np.isfinite(outcome)):
         outcome = f"{job.path}: non-finite surprisal for {int((~np.isfinite(outcome)).sum())} tokens"
     if isinstance(outcome, str):
@@ -166,6 +176,6 @@ def _record(
         summary.failed.append(f"{job.run_id} step {job.step}: {outcome}")
         console.print(f"[red]failed[/red] {job.run_id} step {job.step}: {outcome}", highlight=False)
         return
-    wh.write_surprisal(job.run_id, job.step, outcome, sweep_id)
+    wh.write_surprisal(job.run_id, job.step, outcome, sweep_id, eval_id)
     summary.scored += 1
     summary.tokens += len(outcome)
