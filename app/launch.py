@@ -46,11 +46,12 @@ def streamlit_command(warehouse: Path, port: int, host: str) -> list[str]:
 def launch(warehouse: Path, port: int = 8501, host: str = "127.0.0.1") -> int:
     """Serve the explorer on ``host:port`` until interrupted; returns streamlit's exit code.
 
-    Opening the warehouse first checks it is one (a clear error otherwise) and
-    re-creates its views, so a moved warehouse folder heals before the
-    read-only app starts.
+    Opening the warehouse first checks it is one (a clear error otherwise).
+    It is opened read-only, like every query of the app: the app never
+    writes, so it serves a warehouse on a read-only mount, and its views (paths
+    relative to the folder) read a moved or copied folder as it is.
     """
-    Warehouse.open(Path(warehouse))
+    Warehouse.open(Path(warehouse), read_only=True)
     process = subprocess.Popen(streamlit_command(Path(warehouse), port, host))
     try:
         return process.wait()

@@ -95,7 +95,7 @@ def _print_next_steps(warehouse: Path, console: Console) -> None:
     console.print(f"  ldw status -w {warehouse}")
     console.print(f"  ldw app {warehouse}")
     console.print(
-        f'  duckdb {warehouse / "catalog.duckdb"} "SELECT run_id, step, avg(surprisal_bits) '
+        f'  cd {warehouse} && duckdb catalog.duckdb "SELECT run_id, step, avg(surprisal_bits) '
         'FROM surprisal GROUP BY ALL ORDER BY ALL"',
         highlight=False,
     )

@@ -11,6 +11,11 @@
 Each verb takes its typed settings (``wb.sweep(ldw.SweepConfig(...))``) or
 the same settings as keywords (``wb.sweep(device="cpu")``), and returns a
 typed result. The ``ldw`` command line is a thin layer over these methods.
+
+Every verb that writes holds the warehouse's writer lock while it runs
+(:mod:`ldw.warehouse.lock`): another writer finds the warehouse taken and is
+refused with the holder's name, or with ``wait=True`` waits for it. The
+readers never take it.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -33,10 +38,13 @@ from ldw.sweep.config import EvalSetConfig, EvalSetResult, SweepConfig, SweepSum
 from ldw.warehouse import Warehouse, WarehouseError
 from ldw.warehouse.catalog import CATALOG_FILE
 from ldw.warehouse.curves import token_curves
+from ldw.warehouse.errors import CatalogDamaged
+from ldw.warehouse.lock import HOLDERS_DIR, LOCK_FILE, writer_lock
 
 if TYPE_CHECKING:
     from ldw.dynamics.lr_law_store import ScheduleFitResult
     from ldw.dynamics.weight_probes import ProbeSummary
+    from ldw.warehouse.rebuild import RebuildResult
 
 Config = TypeVar("Config")
 
@@ -72,8 +80,8 @@ def _removed_if_left_empty(root: Path) -> Iterator[None]:
 
 
 def _is_empty_warehouse(root: Path) -> bool:
-    """Whether ``root`` holds nothing but a catalog without runs or an evaluation set."""
-    if any(p.is_file() for p in root.rglob("*") if not p.name.startswith(CATALOG_FILE)):
+    """Whether ``root`` holds nothing but a catalog without runs or an evaluation set (and the writer lock's files)."""
+    if any(p.is_file() for p in root.rglob("*") if not _is_catalog_or_lock(root, p)):
         return False
     if not (root / CATALOG_FILE).is_file():
         return True
@@ -84,40 +92,77 @@ def _is_empty_warehouse(root: Path) -> bool:
         return False
 
 
-def open(root: str | Path, create: bool = False, storage: str | None = None, progress: bool = True) -> Workbench:
+def _is_catalog_or_lock(root: Path, path: Path) -> bool:
+    """Whether ``path`` is the catalog (or its write-ahead log) or a file of the writer lock."""
+    return path.name.startswith(CATALOG_FILE) or path.name == LOCK_FILE or path.parent == root / HOLDERS_DIR
+
+
+def open(
+    root: str | Path, create: bool = False, storage: str | None = None, progress: bool = True, wait: bool = False
+) -> Workbench:
     """The workbench on warehouse folder ``root``; ``create=True`` makes it when missing (``storage``: see init).
 
-    Named like ``gzip.open``: call it as ``ldw.open``.
+    Named like ``gzip.open``: call it as ``ldw.open``. ``wait``: see :class:`Workbench`.
     """
-    return Workbench.open(root, create=create, storage=storage, progress=progress)
+    return Workbench.open(root, create=create, storage=storage, progress=progress, wait=wait)
+
+
+@dataclasses.dataclass(frozen=True)
+class RepairResult:
+    """What ``repair`` did (one line per action) and the problems left (each naming the command that fixes it)."""
+
+    actions: list[str]
+    remaining: list[str]
 
 
 class Workbench:
     """A warehouse folder and the verbs that fill and read it.
 
     ``progress`` shows progress bars on long work (sweeps, metrics, n-gram
-    counts); turn it off in scripts whose output is logged.
+    counts); turn it off in scripts whose output is logged. ``wait``: a verb
+    that writes waits while another command writes the warehouse (saying on
+    stderr whom it waits for) instead of failing with the holder's name.
     """
 
-    def __init__(self, root: Path, progress: bool = True) -> None:
+    def __init__(self, root: Path, progress: bool = True, wait: bool = False) -> None:
         self.root = Path(root)
         self.progress = progress
+        self.wait = wait
 
     @classmethod
     def open(
-        cls, root: str | Path, create: bool = False, storage: str | None = None, progress: bool = True
+        cls,
+        root: str | Path,
+        create: bool = False,
+        storage: str | None = None,
+        progress: bool = True,
+        wait: bool = False,
     ) -> Workbench:
         """Open the warehouse at ``root``; with ``create`` make it first (Parquet tables at ``storage`` if given)."""
         root = Path(root)
+        wb = cls(root, progress, wait)
         if create:
-            with _removed_if_left_empty(root):
+            with _removed_if_left_empty(root), wb._writing("init", create=True):
                 Warehouse.create(root, storage)
         elif storage is not None:
             raise LdwError("storage can only be chosen when the warehouse is created (create=True)")
         elif not (root / CATALOG_FILE).is_file():
             hint = f"ldw.open({str(root)!r}, create=True) makes one"
             raise LdwError(f"{root}: not a warehouse (no {CATALOG_FILE}); {hint}")
-        return cls(root, progress)
+        return wb
+
+    @contextmanager
+    def _writing(self, command: str, create: bool = False, shard: tuple[int, int] | None = None) -> Iterator[None]:
+        """Hold the writer lock for ``command`` (a warehouse that does not exist yet is made first if ``create``).
+
+        The verbs import their (heavy) modules inside the block, so a refusal comes at once.
+        """
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
+        exists = (self.root / CATALOG_FILE).is_file() or create
+        # no lock in a folder that is no warehouse: the command itself says so
+        with writer_lock(self.root, command, wait=self.wait, shard=shard) if exists else nullcontext():
+            yield
 
     def __repr__(self) -> str:
         return f"Workbench({str(self.root)!r})"
@@ -132,18 +177,18 @@ class Workbench:
         A path ``"hf:ORG/NAME"`` is a Hugging Face Hub repository whose branches are the checkpoints
         (``revisions=("step*",)``, ``every=N`` choose some); no weights are downloaded.
         """
-        from ldw.ingest.register import ingest_paths
-
         settings = configured(IngestConfig, config, options)
-        with _removed_if_left_empty(self.root):
+        with _removed_if_left_empty(self.root), self._writing("ingest", create=True):
+            from ldw.ingest.register import ingest_paths
+
             return ingest_paths(self.root, list(paths), settings, progress=self.progress)
 
     def evalset(self, config: EvalSetConfig | None = None, replace: bool = False, **options: Any) -> EvalSetResult:
         """Build the evaluation set (tokens in context every run is scored on); ``replace`` swaps a different one."""
-        from ldw.sweep.evalset import build_eval_set
-
         settings = configured(EvalSetConfig, config, options)
-        with _removed_if_left_empty(self.root):
+        with _removed_if_left_empty(self.root), self._writing("evalset", create=True):
+            from ldw.sweep.evalset import build_eval_set
+
             return build_eval_set(self.root, settings, replace=replace)
 
     def sweep(self, config: SweepConfig | None = None, **options: Any) -> SweepSummary:
@@ -152,49 +197,62 @@ class Workbench:
         Hub checkpoints are downloaded one by one while the previous one is scored, and removed from the
         Hugging Face cache once scored unless ``keep_weights=True``.
         """
-        from ldw.sweep.run import run_sweep
+        settings = configured(SweepConfig, config, options)
+        if settings.executor == "local":
+            from ldw.probe.loading import resolve_device
 
-        return run_sweep(self.root, configured(SweepConfig, config, options), progress=self.progress)
+            resolve_device(settings.device)  # a device this machine lacks is a setting error: before the lock
+        with self._writing("sweep", shard=settings.shard):  # shards of one split sweep side by side
+            from ldw.sweep.run import run_sweep
+
+            return run_sweep(self.root, settings, progress=self.progress)
 
     def metrics(self, config: MetricsConfig | None = None, **options: Any) -> MetricsResult:
         """Learning-curve metrics per (run, token) and across runs (Chang, Tu & Bergen 2023)."""
-        from ldw.curves.store import compute_metrics
+        settings = configured(MetricsConfig, config, options)
+        with self._writing("metrics"):
+            from ldw.curves.store import compute_metrics
 
-        return compute_metrics(self.root, configured(MetricsConfig, config, options), progress=self.progress)
+            return compute_metrics(self.root, settings, progress=self.progress)
 
     def ngrams(self, config: NgramConfig | None = None, **options: Any) -> NgramResult:
         """Count n-grams of a reference corpus and store every evaluation token's n-gram predictors."""
-        from ldw.ngrams.store import compute_ngram_stats
+        settings = configured(NgramConfig, config, options)
+        with self._writing("ngrams"):
+            from ldw.ngrams.store import compute_ngram_stats
 
-        return compute_ngram_stats(self.root, configured(NgramConfig, config, options), progress=self.progress)
+            return compute_ngram_stats(self.root, settings, progress=self.progress)
 
     def detect_spikes(self, config: SpikesConfig | None = None, **options: Any) -> SpikesResult:
         """Find loss and gradient-norm spikes, and the tokens that got worse across each bracketed loss spike."""
-        from ldw.dynamics.spikes_store import detect_spikes_in_warehouse, spike_tokens_in_warehouse
-
         settings = configured(SpikesConfig, config, options)
-        found = detect_spikes_in_warehouse(self.root, settings.traces, settings.rule)
-        bracketed = spike_tokens_in_warehouse(self.root, settings.top_n) if found else 0
+        with self._writing("spikes"):
+            from ldw.dynamics.spikes_store import detect_spikes_in_warehouse, spike_tokens_in_warehouse
+
+            found = detect_spikes_in_warehouse(self.root, settings.traces, settings.rule)
+            bracketed = spike_tokens_in_warehouse(self.root, settings.top_n) if found else 0
         return SpikesResult(found, bracketed)
 
     def fit_schedule(self, config: ScheduleConfig | None = None, **options: Any) -> ScheduleFitResult:
         """Fit the LR-annealing loss law on runs and predict the loss of other schedules."""
-        from ldw.dynamics.lr_law_store import fit_schedule_in_warehouse
-
         settings = configured(ScheduleConfig, config, options)
-        return fit_schedule_in_warehouse(
-            self.root, settings.runs, settings.predict, fit_from_fraction=settings.fit_from, decay=settings.decay
-        )
+        with self._writing("fit-schedule"):
+            from ldw.dynamics.lr_law_store import fit_schedule_in_warehouse
+
+            return fit_schedule_in_warehouse(
+                self.root, settings.runs, settings.predict, fit_from_fraction=settings.fit_from, decay=settings.decay
+            )
 
     def probe_weights(self, config: WeightProbeConfig | None = None, **options: Any) -> ProbeSummary:
         """Per-checkpoint weight probes: attention spectra and entropy, norms, probe-batch gradient norms."""
-        from ldw.dynamics.weight_probes import probe_weights_in_warehouse
-
         settings = configured(WeightProbeConfig, config, options)
         runs = list(settings.runs) if settings.runs else None
-        return probe_weights_in_warehouse(
-            self.root, runs, settings.sequences, progress=self.progress, device=settings.device
-        )
+        with self._writing("probe-weights"):
+            from ldw.dynamics.weight_probes import probe_weights_in_warehouse
+
+            return probe_weights_in_warehouse(
+                self.root, runs, settings.sequences, progress=self.progress, device=settings.device
+            )
 
     def export_correlations(self, out_dir: str | Path, include_unacquired: bool = False) -> list[Path]:
         """Write the correlations, the paper's regressions and the per-token feature table (CSV and Parquet)."""
@@ -203,15 +261,52 @@ class Workbench:
         return export_ngram_correlations(self.root, Path(out_dir), include_unacquired)
 
     def doctor(self) -> list[str]:
-        """Every problem found in the warehouse (missing or damaged files, row counts, schemas); empty when sound."""
+        """Every broken invariant of the warehouse, one line each naming the file and the command that fixes it.
+
+        Empty when sound. Reads only: files a running command may be writing are not judged.
+        """
         from ldw.warehouse.doctor import check_warehouse
 
-        return check_warehouse(self._read())
+        return check_warehouse(self._inspect())
+
+    def repair(self) -> RepairResult:
+        """Mend what :meth:`doctor` finds (see ``ldw.warehouse.repair``); a damaged catalog is rebuilt first."""
+        from ldw.warehouse.doctor import check_warehouse, diagnose
+        from ldw.warehouse.rebuild import rebuild_catalog
+        from ldw.warehouse.repair import repair
+
+        actions = []
+        with self._writing("doctor --repair"):
+            try:
+                rebuild = any(f.repair == ("rebuild",) for f in diagnose(self._inspect()))
+            except CatalogDamaged as exc:
+                actions.append(str(exc))
+                rebuild = True
+            if rebuild:
+                rebuilt = rebuild_catalog(self.root)
+                kept = f" (the old one: {rebuilt.kept_as})" if rebuilt.kept_as else ""
+                actions.append(f"{self.root / CATALOG_FILE}: rebuilt from the Parquet files{kept}")
+            wh = Warehouse.open(self.root, check_views=False)
+            actions += repair(wh, diagnose(wh), _read_traces_again)
+            remaining = check_warehouse(wh)
+        return RepairResult(actions, remaining)
+
+    def rebuild_catalog(self, storage: str | None = None) -> RebuildResult:
+        """Rebuild ``catalog.duckdb`` from the Parquet files and their records (the old one is kept beside it)."""
+        from ldw.warehouse.rebuild import rebuild_catalog
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        with writer_lock(self.root, "doctor --rebuild", wait=self.wait):
+            return rebuild_catalog(self.root, storage)
 
     # --- readers -------------------------------------------------------------------------------------
 
     def _read(self) -> Warehouse:
         return Warehouse.open(self.root, read_only=True)
+
+    def _inspect(self) -> Warehouse:
+        """Read-only, views not checked (the doctor reports them)."""
+        return Warehouse.open(self.root, read_only=True, check_views=False)
 
     def runs(self) -> pl.DataFrame:
         """One row per run: id, name, seed, source, architecture, tokenizer, tokens per step."""
@@ -267,3 +362,12 @@ class Workbench:
         if not wh.has_table(table):
             raise LdwError(f"{self.root}: no {table} table yet; run `ldw {command}` (or the matching method) first")
         return wh.query(f'SELECT * FROM "{table}"')
+
+
+def _read_traces_again(wh: Warehouse, run_id: str) -> int | None:
+    """Read a run's training log again into its traces file (None when the run's folder has none any more)."""
+    from ldw.ingest.training_logs import find_training_log, read_training_log
+
+    source = Path(wh.query("SELECT source FROM runs WHERE run_id = ?", [run_id])["source"][0])
+    log = find_training_log(source) if source.is_dir() else None
+    return wh.write_traces(run_id, read_training_log(log)) if log is not None else None

@@ -7,7 +7,12 @@ one version folder each, recorded in the catalog table ``derived_tables``.
 Writers check their data against the registered schema, the catalog builds its
 views from the registered paths, and ``ldw doctor`` checks every file against
 both. Every table's schema version is stored in the catalog table
-``schema_versions`` and in each Parquet file's metadata.
+``schema_versions`` and in each Parquet file's metadata, beside the file's
+identity (``ldw_identity``: its run, step, evaluation set, ...), so ``ldw
+doctor`` can check a file against its catalog row and ``ldw doctor --rebuild``
+can rebuild the catalog from the files. The evaluation set and the surprisal
+scored on it live under a folder of the set's ``eval_id``, so replacing the set
+never mixes the two.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import pyarrow as pa
 from ldw.warehouse.errors import WarehouseError
 
 SCHEMA_VERSION_KEY = b"ldw_schema_version"
+IDENTITY_KEY = b"ldw_identity"  # JSON: what a file holds (run, step, evaluation set, ...), for doctor and rebuild
 DERIVED_ROOT = "derived"
 _PLACEHOLDER = re.compile(r"\{[^}]*\}")
 
@@ -50,6 +56,10 @@ class TableSpec:
     def glob(self) -> str:
         """Glob of every file of the table (for a derived table: in every version folder)."""
         return _PLACEHOLDER.sub("*", self.path)
+
+    def view_glob(self, eval_id: str | None) -> str:
+        """Glob of the files a view reads: for a table kept per evaluation set, only those of set ``eval_id``."""
+        return _PLACEHOLDER.sub("*", self.path.replace("{eval_id}", eval_id or "*"))
 
     @property
     def folder(self) -> str:
@@ -141,14 +151,16 @@ _SPECS = (
     TableSpec(
         "surprisal",
         "base",
-        "surprisal/{run_id}/step-{step:012d}.parquet",
+        "surprisal/{eval_id}/{run_id}/step-{step:012d}.parquet",
         _schema(run_id=STR, step=I64, token_idx=I64, surprisal_bits=F32),
     ),
-    TableSpec("eval_sequences", "base", "eval/eval_sequences.parquet", _schema(seq_id=I64, input_ids=pa.list_(I32))),
+    TableSpec(
+        "eval_sequences", "base", "eval/{eval_id}/eval_sequences.parquet", _schema(seq_id=I64, input_ids=pa.list_(I32))
+    ),
     TableSpec(
         "eval_tokens",
         "base",
-        "eval/eval_tokens.parquet",
+        "eval/{eval_id}/eval_tokens.parquet",
         _schema(token_idx=I64, seq_id=I64, position=I32, token_id=I32, token_text=STR, context_len=I32),
     ),
     TableSpec("traces", "base", "traces/{run_id}.parquet", _schema(run_id=STR, step=I64, name=STR, value=F64)),
@@ -297,8 +309,8 @@ CATALOG_TABLES: dict[str, CatalogTable] = {
         "run_id VARCHAR PRIMARY KEY, name VARCHAR, seed BIGINT, source VARCHAR,"
         " source_kind VARCHAR, arch VARCHAR, model_config VARCHAR,"
         " tokenizer_path VARCHAR, tokenizer_fingerprint VARCHAR,"
-        " tokens_per_step BIGINT, metadata VARCHAR, ingested_at TIMESTAMP)",
-        1,
+        " tokens_per_step BIGINT, metadata VARCHAR, ingested_at TIMESTAMP, trace_rows BIGINT)",
+        2,
     ),
     "checkpoints": CatalogTable(
         "CREATE TABLE IF NOT EXISTS checkpoints ("

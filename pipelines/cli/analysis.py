@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ldw.cli.common import DEFAULT_WAREHOUSE, QuietOpt, WarehouseOpt, console, err
+from ldw.cli.common import DEFAULT_WAREHOUSE, QuietOpt, WaitOpt, WarehouseOpt, console, err
 from ldw.curves.config import MetricsConfig
 from ldw.curves.metrics import WINDOW, WINDOW_CHECKPOINTS
 from ldw.dynamics.config import ScheduleConfig, SpikesConfig, WeightProbeConfig
@@ -30,6 +30,7 @@ def metrics(
     chunk_tokens: Annotated[int, typer.Option(help="Tokens per chunk (bounds memory).")] = 65_536,
     no_curves: Annotated[bool, typer.Option("--no-curves", help="Do not store the smoothed curves G.")] = False,
     quiet: QuietOpt = False,
+    wait: WaitOpt = False,
 ) -> None:
     """Learning-curve metrics per token: final surprisal, variability, GAM-smoothed AoA, forgettability."""
     config = MetricsConfig(
@@ -41,7 +42,7 @@ def metrics(
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LdwWarning)
-        summary = Workbench(warehouse, progress=not quiet).metrics(config)
+        summary = Workbench(warehouse, progress=not quiet, wait=wait).metrics(config)
     console.print(
         f"metrics for {summary.tokens:,} tokens x {len(summary.runs)} runs in {summary.seconds:.1f} s: "
         + ", ".join(summary.tables)
@@ -79,6 +80,7 @@ def ngrams(
     tokenizer: Annotated[Optional[Path], typer.Option(help="Tokenizer folder (default: the evaluation set's).")] = None,
     max_n: Annotated[int, typer.Option(help="Highest n-gram order.")] = 5,
     quiet: QuietOpt = False,
+    wait: WaitOpt = False,
 ) -> None:
     """Count 1..5-grams of the training documents and store each evaluation token's predictors (Chang et al.)."""
     config = NgramConfig(
@@ -86,7 +88,7 @@ def ngrams(
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LdwWarning)
-        result = Workbench(warehouse, progress=not quiet).ngrams(config)
+        result = Workbench(warehouse, progress=not quiet, wait=wait).ngrams(config)
     source = " (the runs' training documents)" if result.params["reference_source"] == "runs" else ""
     split_text = result.params["split"] + source
     console.print(
@@ -119,12 +121,13 @@ def spikes(
     min_points: Annotated[int, typer.Option(help="Minimum points above threshold for a spike.")] = 1,
     merge_gap: Annotated[int, typer.Option(help="Merge spikes closer than this many points.")] = 5,
     top_n: Annotated[int, typer.Option(help="Tokens kept per spike in spike_tokens.")] = 1000,
+    wait: WaitOpt = False,
 ) -> None:
     """Detect loss / grad-norm spikes and list the tokens whose surprisal rose most across each."""
     history = min(SpikeParams.min_history, window)  # a short window needs no more history than it holds
     rule = SpikeParams(window=window, k=k, min_history=history, min_points=min_points, merge_gap=merge_gap)
     config = SpikesConfig(traces=tuple(trace or ("loss", "grad_norm")), rule=rule, top_n=top_n)
-    result = Workbench(warehouse).detect_spikes(config)
+    result = Workbench(warehouse, wait=wait).detect_spikes(config)
     console.print(f"{result.spikes} spikes found (table spikes)")
     if result.spikes:
         console.print(
@@ -144,12 +147,13 @@ def fit_schedule(
     ] = None,
     decay: Annotated[float, typer.Option(help="Momentum decay of the annealing area S2.")] = 0.999,
     fit_from: Annotated[float, typer.Option(help="Fit from this fraction of steps (after warmup).")] = 0.05,
+    wait: WaitOpt = False,
 ) -> None:
     """Fit the LR-annealing loss law L0 + A*S1^-alpha - C*S2 and predict other schedules."""
     from rich.table import Table
 
     config = ScheduleConfig(runs=tuple(run), predict=tuple(predict or ()), decay=decay, fit_from=fit_from)
-    result = Workbench(warehouse).fit_schedule(config)
+    result = Workbench(warehouse, wait=wait).fit_schedule(config)
     p = result.fit.params
     console.print(
         f"L0={p.L0:.4g} A={p.A:.4g} alpha={p.alpha:.4g} C={p.C:.4g}; fit RMSE {result.fit.rmse:.4g}, "
@@ -170,10 +174,11 @@ def probe_weights(
     sequences: Annotated[int, typer.Option(help="Evaluation sequences in the probe batch.")] = 8,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = "auto",
     quiet: QuietOpt = False,
+    wait: WaitOpt = False,
 ) -> None:
     """Per-checkpoint weight probes: sigma1 and SEC of Wq^T Wk per head, attention entropy, norms."""
     config = WeightProbeConfig(runs=tuple(run) if run else None, sequences=sequences, device=device)
-    summary = Workbench(warehouse, progress=not quiet).probe_weights(config)
+    summary = Workbench(warehouse, progress=not quiet, wait=wait).probe_weights(config)
     console.print(f"{summary.rows} rows from {summary.checkpoints} checkpoints (table weight_probes)")
     for run_id, step, error in summary.failures:
         err.print(f"[red]failed[/red] {run_id} step {step}: {error}", highlight=False)

@@ -33,3 +33,9 @@ err = Console(stderr=True, soft_wrap=True)  # an error stays one line, however l
 WarehouseOpt = Annotated[Path, typer.Option("--warehouse", "-w", envvar="LDW_WAREHOUSE", help="Warehouse folder.")]
 DEFAULT_WAREHOUSE = Path("ldw-warehouse")
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+WaitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wait", help="If another command is writing the warehouse, wait for it (saying whom) instead of failing."
+    ),
+]

@@ -38,7 +38,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 DEBUG_ENV = "LDW_DEBUG"
-DOCTOR_HINT = "`ldw doctor WAREHOUSE` checks it"
+DOCTOR_HINT = "`ldw doctor WAREHOUSE` checks it; `ldw doctor WAREHOUSE --rebuild` rebuilds it from the Parquet files"
 
 
 def build_app() -> typer.Typer:

@@ -118,14 +118,18 @@ def _eval_documents(eval_config: dict[str, Any]) -> DocumentMatcher | None:
         return None
 
 
-def _leak(wh: Warehouse, matcher: DocumentMatcher | None) -> tuple[dict[str, Any], list[str]]:
-    """How many evaluation documents the counted corpus held, and the warning when it held any."""
+def _leak(counted: str, matcher: DocumentMatcher | None) -> tuple[dict[str, Any], list[str]]:
+    """How many evaluation documents the counted corpus held, and the warning when it held any.
+
+    The warning names the counted corpus, not the warehouse: it is stored with the table, and a copied
+    warehouse must not carry the original's path.
+    """
     if matcher is None:
         return {"eval_documents_counted": None, "eval_documents": None}, []
     notes = []
     if matcher.shared:
         notes.append(
-            f"{wh.root}: {matcher.shared} of the {matcher.documents} documents the evaluation set was cut from are in "
+            f"{counted}: {matcher.shared} of the {matcher.documents} documents the evaluation set was cut from are in "
             "the counted corpus: the n-gram predictors of their tokens were counted on the evaluation text itself; "
             "count only the training documents (by default the runs' own training split) or build the evaluation "
             "set from held-out documents"
@@ -168,7 +172,7 @@ def compute_ngram_stats(
     diversity = (adjusted_diversity(raw_div, full.unigram, prefix), raw_div)
     raw = raw_features(counts, sequences, seq_index, position + (prefix is not None), diversity, token_idx)
     table, predictors = released_predictors(raw)
-    leak, notes = _leak(wh, matcher)
+    leak, notes = _leak(f"{reference.corpus} ({reference.split})", matcher)
     notes += _mismatched_cuts_note(reference.corpus, encoder)
     params = {
         "corpus": reference.corpus,

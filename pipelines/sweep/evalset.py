@@ -56,6 +56,7 @@ def build_eval_set(warehouse: Path, config: EvalSetConfig, replace: bool = False
             f"--prefix-token-id {config.prefix_token_id} is outside the vocabulary of {tok_path} "
             f"({len(tokenizer)} tokens)"
         )
+    _check_runs_tokenizer(warehouse, tok_path, tokenizer_fingerprint(tokenizer))
     rng = np.random.default_rng(config.seed)
     windows = _chosen_windows(warehouse, tokenizer, config, rng)
     seq_ids, positions = _positions(windows.shape, config, rng)
@@ -150,6 +151,22 @@ def _spool_tokens(pieces: Iterable[tuple[np.ndarray, bool]], spool: IO[bytes]) -
         total += ids.size
     spool.flush()
     return total
+
+
+def _check_runs_tokenizer(warehouse: Path, tok_path: Path, fingerprint: str) -> None:
+    """Refuse, before anything changes, a tokenizer that differs from the ingested runs' (they could not be scored)."""
+    if not (warehouse / CATALOG_FILE).is_file():
+        return
+    others = Warehouse.open(warehouse, read_only=True).query(
+        "SELECT run_id, tokenizer_path FROM runs WHERE tokenizer_fingerprint IS DISTINCT FROM ? ORDER BY run_id",
+        [fingerprint],
+    )
+    if others.height:
+        runs = ", ".join(f"{run_id} ({path})" for run_id, path in others.iter_rows())
+        raise LdwError(
+            f"{tok_path}: tokenizer differs from that of run(s) {runs}; every run of a warehouse is scored with "
+            "the evaluation set's tokenizer: use a new --warehouse for this tokenizer"
+        )
 
 
 def _positions(

@@ -28,7 +28,6 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemaining
 
 from ldw.errors import LdwError
 from ldw.ingest.hub import HUB_SOURCE_KIND, HubCheckpoint
-from ldw.probe.loading import resolve_device
 from ldw.probe.scoring import EvalBatchPlan, ScoreOptions
 from ldw.sweep.config import SweepConfig, SweepSummary
 from ldw.sweep.hub_cache import DownloadLedger
@@ -65,8 +64,6 @@ def run_sweep(
     executor is started and no sweep is recorded.
     """
     console = console or Console(stderr=True, quiet=not progress)
-    if sweep.executor == "local":
-        resolve_device(sweep.device)  # an unusable --device is refused before the warehouse is opened
     wh = Warehouse.open(warehouse)
     config = wh.require_eval_config()
     chosen = _chosen_runs(wh, list(sweep.runs) if sweep.runs else None, config)
@@ -94,7 +91,7 @@ def run_sweep(
             def write(job: CheckpointJob, outcome: Outcome) -> None:
                 if isinstance(outcome, Scored) and _learn(settings, outcome.notes, job == jobs[-1], console):
                     wh.record_sweep(sweep_id, settings)
-                _record(wh, job, outcome, sweep_id, summary, console)
+                _record(wh, job, outcome, sweep_id, config["eval_id"], summary, console)
                 rate = summary.tokens / max(time.perf_counter() - started, 1e-9)
                 bar.update(tasks[job.run_id], advance=1, rate=f"{rate:,.0f} tok/s")
 
@@ -222,9 +219,19 @@ def _error_words(error: dict) -> str:
 
 
 def _record(
-    wh: Warehouse, job: CheckpointJob, outcome: Outcome, sweep_id: str, summary: SweepSummary, console: Console
+    wh: Warehouse,
+    job: CheckpointJob,
+    outcome: Outcome,
+    sweep_id: str,
+    eval_id: str,
+    summary: SweepSummary,
+    console: Console,
 ) -> None:
-    """Write one checkpoint's outcome: its surprisal file, or a failed row with the one-line reason."""
+    """Write one checkpoint's outcome: its surprisal file, or a failed row with the one-line reason.
+
+    The surprisal is cataloged only while the warehouse still holds evaluation
+    set ``eval_id``, the one it was scored on (else a WarehouseError ends the sweep).
+    """
     if isinstance(outcome, Scored):
         outcome = outcome.values
         if not np.all(np.isfinite(outcome)):
@@ -234,6 +241,6 @@ def _record(
         summary.failed.append(f"{job.run_id} step {job.step}: {outcome}")
         console.print(f"[red]failed[/red] {job.run_id} step {job.step}: {outcome}", highlight=False)
         return
-    wh.write_surprisal(job.run_id, job.step, outcome, sweep_id)
+    wh.write_surprisal(job.run_id, job.step, outcome, sweep_id, eval_id)
     summary.scored += 1
     summary.tokens += len(outcome)

@@ -29,7 +29,7 @@ def wh(synthetic: SyntheticInfo) -> Warehouse:
 
 @pytest.fixture()
 def eval_tokens(synthetic: SyntheticInfo) -> pl.DataFrame:
-    return pl.read_parquet(synthetic.root / "parquet" / "eval" / "eval_tokens.parquet")
+    return pl.read_parquet(next((synthetic.root / "parquet" / "eval").glob("*/eval_tokens.parquet")))
 
 
 def test_tables_and_run_summary(wh: Warehouse, synthetic: SyntheticInfo) -> None:
@@ -149,7 +149,7 @@ def test_rankings_agree_with_polars(wh: Warehouse, synthetic: SyntheticInfo) -> 
 
 
 def test_context_search_finds_each_occurrence(wh: Warehouse, synthetic: SyntheticInfo) -> None:
-    seqs = pl.read_parquet(synthetic.root / "parquet" / "eval" / "eval_sequences.parquet")
+    seqs = pl.read_parquet(next((synthetic.root / "parquet" / "eval").glob("*/eval_sequences.parquet")))
     ids = seqs.filter(pl.col("seq_id") == 7)["input_ids"][0].to_list()
     needle = "".join(synthetic.vocab[i] for i in ids[4:7])
     texts = sq.sequence_texts(wh)

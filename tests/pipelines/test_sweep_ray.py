@@ -64,8 +64,8 @@ def test_ray_sweep_writes_the_files_a_local_sweep_writes(
     assert by_ray.scored == by_local.scored == total and not by_ray.failed
     assert by_ray.tokens == by_local.tokens > 0
     assert _catalog(ingested_warehouse) == _catalog(local)
-    ray_files = sorted((ingested_warehouse / "parquet" / "surprisal").glob("*/*.parquet"))
-    local_files = sorted((local / "parquet" / "surprisal").glob("*/*.parquet"))
+    ray_files = sorted((ingested_warehouse / "parquet" / "surprisal").glob("*/*/*.parquet"))
+    local_files = sorted((local / "parquet" / "surprisal").glob("*/*/*.parquet"))
     assert [f.relative_to(ingested_warehouse) for f in ray_files] == [f.relative_to(local) for f in local_files]
     assert len(ray_files) == total
     for got_file, want_file in zip(ray_files, local_files, strict=True):
