@@ -12,7 +12,17 @@ token's curves for all runs < 200 ms, population density views < 1 s.
     python -m benchmarks.app_latency                                   # 1M x 5 x 222 (~13 GB, long build)
     python -m benchmarks.app_latency --tokens 65536 --runs 2 --checkpoints 20 --dir /tmp/ldw-bench-small
 
-Prints a table and writes ``benchmarks/results/app_latency.json``.
+``--first-render WAREHOUSE`` instead measures what a user waits for: ``ldw app
+WAREHOUSE`` is started as a real server, and a headless Chromium (Debian's
+/usr/bin/chromium, driven by Playwright) opens new sessions on it; each time is
+from opening the URL to the page's first figure drawn with the script run
+over. Target: under 5 s for the first page of a new session on the demo
+warehouse (``ldw demo``).
+
+    python -m benchmarks.app_latency --first-render ldw-demo
+
+Prints a table and writes ``benchmarks/results/app_latency.json`` (the
+first-render figures under ``first_render``; each mode keeps the other's).
 """
 
 from __future__ import annotations
@@ -39,6 +49,13 @@ from ldw.testing import SyntheticSpec, build_synthetic_warehouse, write_token_cu
 from ldw.warehouse import Warehouse
 
 RESULTS = Path(__file__).resolve().parent / "results" / "app_latency.json"
+CHROMIUM = Path("/usr/bin/chromium")
+FIRST_RENDER_TARGET_S = 5.0
+SETTLED = """() => {
+    const plot = document.querySelector('.js-plotly-plot');
+    return !document.querySelector('[data-testid=stStatusWidgetRunningIcon]')
+        && !document.querySelector('[data-stale=true]') && plot !== null && (plot.data || []).length > 0;
+}"""
 SPEC_FILE = "benchmark_spec.json"
 SEQ_LEN = 128
 
@@ -163,6 +180,77 @@ def measure(root: Path, repeats: int, n_tokens: int, seed: int) -> dict[str, dic
     return out
 
 
+def _open_page(browser: Any, url: str) -> float:
+    """Seconds from opening ``url`` in a new browser session to its first figure drawn, the script run over."""
+    context = browser.new_context(viewport={"width": 1500, "height": 1200})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(300_000)
+        start = time.perf_counter()
+        page.goto(url)
+        page.wait_for_function(SETTLED)
+        return time.perf_counter() - start
+    finally:
+        context.close()
+
+
+def first_render(warehouse: Path, repeats: int) -> dict[str, Any]:
+    """Start ``ldw app WAREHOUSE`` and time new browser sessions on it (see the module docstring)."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    started = time.perf_counter()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ldw", "app", "-w", str(warehouse), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    out: dict[str, Any] = {"warehouse": str(Path(warehouse).resolve()), "target_s": FIRST_RENDER_TARGET_S}
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.read() == b"ok":
+                        break
+            except OSError:
+                if server.poll() is not None:
+                    raise SystemExit(f"ldw app exited with {server.returncode}") from None
+                time.sleep(0.2)
+        out["server_ready_s"] = round(time.perf_counter() - started, 2)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox"])
+            try:
+                sessions = [_open_page(browser, url) for _ in range(repeats)]
+                out["first_session_s"] = round(sessions[0], 2)
+                out["later_sessions_s"] = [round(t, 2) for t in sessions[1:]]
+                out["token_page_new_session_s"] = round(_open_page(browser, f"{url}/?page=tokens&token=100"), 2)
+                out["spikes_page_new_session_s"] = round(_open_page(browser, f"{url}/?page=spikes"), 2)
+            finally:
+                browser.close()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    out["load_average_1m"] = round(os.getloadavg()[0], 2)
+    return out
+
+
+def _save(key: str, value: Any) -> None:
+    """Write one key of the results file, keeping the others."""
+    stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    stored[key] = value
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(stored, indent=2) + "\n")
+
+
 def main() -> None:
     """Parse arguments, build or reuse the warehouse, time, print and save."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -176,7 +264,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-smoothed", action="store_true", help="skip token_curves_smoothed (saves ~4 GB)")
     parser.add_argument("--no-token-major", action="store_true", help="skip the token-major token_curves_raw")
+    parser.add_argument("--first-render", type=Path, metavar="WAREHOUSE", help="time new browser sessions instead")
     args = parser.parse_args()
+    if args.first_render is not None:
+        figures = first_render(args.first_render, max(2, args.repeats))
+        for name, value in figures.items():
+            print(f"{name:32s} {value}")
+        _save("first_render", figures)
+        print(f"wrote {RESULTS}")
+        return
     spec = spec_from_args(args)
     facts = ensure_warehouse(args.dir, spec, token_major=not args.no_token_major)
     results = measure(args.dir, args.repeats, spec.n_tokens, seed=0)
@@ -188,10 +284,12 @@ def main() -> None:
     print(f"{'query':62s} {'median ms':>10s} {'max ms':>10s} {'calls':>6s}")
     for name, row in results.items():
         print(f"{name:62s} {row['median_ms']:10.1f} {row['max_ms']:10.1f} {row['calls']:6d}")
+    stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(
             {
+                **({"first_render": stored["first_render"]} if "first_render" in stored else {}),
                 "size": {
                     "tokens": spec.n_tokens,
                     "runs": spec.n_runs,

@@ -16,15 +16,18 @@ typed result. The ``ldw`` command line is a thin layer over these methods.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import duckdb
 import polars as pl
 
 from ldw.curves.config import MetricsConfig, MetricsResult
 from ldw.dynamics.config import ScheduleConfig, SpikesConfig, SpikesResult, WeightProbeConfig
-from ldw.errors import LdwError
+from ldw.errors import LdwError, first_line
 from ldw.ingest.config import IngestConfig, IngestResult
 from ldw.ngrams.config import NgramConfig, NgramResult
 from ldw.sweep.config import EvalSetConfig, EvalSetResult, SweepConfig, SweepSummary
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
     from ldw.dynamics.weight_probes import ProbeSummary
 
 Config = TypeVar("Config")
+READ_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
 def configured(kind: type[Config], config: Config | None, options: dict[str, Any]) -> Config:
@@ -53,6 +57,34 @@ def configured(kind: type[Config], config: Config | None, options: dict[str, Any
     if missing:
         raise LdwError(f"{kind.__name__} needs {', '.join(missing)}")
     return kind(**options)
+
+
+@contextmanager
+def undo_new_warehouse(root: Path) -> Iterator[None]:
+    """Run a verb that may create the warehouse; if it fails, remove what it created.
+
+    A first command that fails (a typo in ``-w``, a corpus that does not
+    exist) then leaves no folder and no ``catalog.duckdb`` behind. An existing
+    warehouse is never touched.
+    """
+    root = Path(root).absolute()
+    if (root / CATALOG_FILE).exists():
+        yield
+        return
+    created = root
+    while not created.parent.exists():
+        created = created.parent
+    existed = root.exists()
+    before = set(root.iterdir()) if existed else set()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            shutil.rmtree(created, ignore_errors=True)
+        else:
+            for entry in set(root.iterdir()) - before:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        raise
 
 
 def open(root: str | Path, create: bool = False, storage: str | None = None, progress: bool = True) -> Workbench:
@@ -101,13 +133,16 @@ class Workbench:
         from ldw.ingest.register import ingest_paths
 
         settings = configured(IngestConfig, config, options)
-        return ingest_paths(self.root, [Path(p) for p in paths], settings, progress=self.progress)
+        with undo_new_warehouse(self.root):
+            return ingest_paths(self.root, [Path(p) for p in paths], settings, progress=self.progress)
 
     def evalset(self, config: EvalSetConfig | None = None, replace: bool = False, **options: Any) -> EvalSetResult:
         """Build the evaluation set (tokens in context every run is scored on); ``replace`` swaps a different one."""
         from ldw.sweep.evalset import build_eval_set
 
-        return build_eval_set(self.root, configured(EvalSetConfig, config, options), replace=replace)
+        settings = configured(EvalSetConfig, config, options)
+        with undo_new_warehouse(self.root):
+            return build_eval_set(self.root, settings, replace=replace)
 
     def sweep(self, config: SweepConfig | None = None, **options: Any) -> SweepSummary:
         """Score every evaluation token under every pending checkpoint; resumes where a sweep stopped."""
@@ -128,13 +163,13 @@ class Workbench:
         return compute_ngram_stats(self.root, configured(NgramConfig, config, options), progress=self.progress)
 
     def detect_spikes(self, config: SpikesConfig | None = None, **options: Any) -> SpikesResult:
-        """Find loss and gradient-norm spikes, and the tokens that got worse across each bracketed loss spike."""
+        """Find loss and gradient-norm spikes, and the tokens that got worse across each bracketed spike."""
         from ldw.dynamics.spikes_store import detect_spikes_in_warehouse, spike_tokens_in_warehouse
 
         settings = configured(SpikesConfig, config, options)
-        found = detect_spikes_in_warehouse(self.root, settings.traces, settings.rule)
-        bracketed = spike_tokens_in_warehouse(self.root, settings.top_n) if found else 0
-        return SpikesResult(found, bracketed)
+        scan = detect_spikes_in_warehouse(self.root, settings.traces, settings.rule)
+        bracketed = spike_tokens_in_warehouse(self.root, settings.top_n)
+        return SpikesResult(scan.found, bracketed, tuple(scan.warnings))
 
     def fit_schedule(self, config: ScheduleConfig | None = None, **options: Any) -> ScheduleFitResult:
         """Fit the LR-annealing loss law on runs and predict the loss of other schedules."""
@@ -202,8 +237,22 @@ class Workbench:
         return frame.filter(pl.col("name").is_in(list(names))) if names is not None else frame
 
     def sql(self, query: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
-        """Run a read-only SQL query (DuckDB) over the warehouse's tables and views."""
-        return self._read().query(query, list(params) if params is not None else None)
+        """Run one read-only SQL query (DuckDB: SELECT, WITH, FROM, DESCRIBE, SHOW, EXPLAIN) over the warehouse.
+
+        Anything else (COPY, CREATE, ATTACH, SET, ...) is refused before it runs,
+        and a query DuckDB rejects is a one-line ``LdwError``.
+        """
+        try:
+            statements = duckdb.connect().extract_statements(query)
+        except duckdb.Error as exc:
+            raise LdwError(f"SQL: {first_line(exc)}") from None
+        if len(statements) != 1 or statements[0].type not in READ_STATEMENTS:
+            kinds = ", ".join(s.type.name for s in statements) or "nothing"
+            raise LdwError(f"SQL: give one read-only query (SELECT, WITH, FROM, DESCRIBE, SHOW, EXPLAIN), not {kinds}")
+        try:
+            return self._read().query(query, list(params) if params is not None else None)
+        except duckdb.Error as exc:
+            raise LdwError(f"SQL: {first_line(exc)}") from None
 
     def _derived(self, table: str, command: str) -> pl.DataFrame:
         wh = self._read()

@@ -130,8 +130,10 @@ def _schema(**columns: pa.DataType) -> pa.Schema:
     return pa.schema([pa.field(name, dtype) for name, dtype in columns.items()])
 
 
-def _derived(name: str, schema: pa.Schema, optional: tuple[str, ...] = ()) -> TableSpec:
-    return TableSpec(name, "derived", f"{DERIVED_ROOT}/{name}/v-{{version_id}}/{{part}}.parquet", schema, 1, optional)
+def _derived(name: str, schema: pa.Schema, optional: tuple[str, ...] = (), version: int = 1) -> TableSpec:
+    return TableSpec(
+        name, "derived", f"{DERIVED_ROOT}/{name}/v-{{version_id}}/{{part}}.parquet", schema, version, optional
+    )
 
 
 STR, I32, I64, F32, F64 = pa.string(), pa.int32(), pa.int64(), pa.float32(), pa.float64()
@@ -216,6 +218,7 @@ _SPECS = (
         "spike_tokens",
         _schema(
             run_id=STR,
+            trace=STR,
             spike_id=I64,
             step_before=I64,
             step_after=I64,
@@ -225,6 +228,7 @@ _SPECS = (
             delta_bits=F32,
             rank=I64,
         ),
+        version=2,  # 2: keyed by (run_id, trace, spike_id); version 1 held loss spikes only, without `trace`
     ),
     _derived(
         "lr_law_fit",

@@ -7,7 +7,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from ldw.cli.common import DEFAULT_WAREHOUSE, QuietOpt, WarehouseOpt, console, err
+from ldw.cli.common import (
+    DEFAULT_WAREHOUSE,
+    QuietOpt,
+    WarehouseArg,
+    WarehouseFlag,
+    WarehouseOpt,
+    console,
+    err,
+    one_warehouse,
+)
 from ldw.errors import LdwError
 from ldw.ingest.config import IngestConfig
 from ldw.sweep.config import EvalSetConfig, SweepConfig
@@ -146,8 +155,9 @@ def status(warehouse: WarehouseOpt = DEFAULT_WAREHOUSE) -> None:
     print_status(warehouse, console)
 
 
-def doctor(warehouse: Annotated[Path, typer.Argument(help="Warehouse folder to verify.")] = DEFAULT_WAREHOUSE) -> None:
+def doctor(warehouse_arg: WarehouseArg = None, warehouse: WarehouseFlag = None) -> None:
     """Verify a warehouse: every cataloged file exists, row counts match, schemas match their version."""
+    warehouse = one_warehouse(warehouse_arg, warehouse)
     problems = Workbench.open(warehouse).doctor()
     for problem in problems:
         err.print(f"[red]problem[/red] {problem}", highlight=False)
@@ -167,7 +177,8 @@ def demo(
 
 
 def app_command(
-    warehouse: Annotated[Path, typer.Argument(envvar="LDW_WAREHOUSE", help="Warehouse folder.")] = DEFAULT_WAREHOUSE,
+    warehouse_arg: WarehouseArg = None,
+    warehouse: WarehouseFlag = None,
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
     host: Annotated[
         str, typer.Option(help="Address to bind (localhost by default; 0.0.0.0 shares it on the network).")
@@ -176,5 +187,6 @@ def app_command(
     """Open the Streamlit explorer on a warehouse (http://127.0.0.1:PORT)."""
     from ldw.app.launch import launch
 
+    warehouse = one_warehouse(warehouse_arg, warehouse)
     console.print(f"serving {Path(warehouse).resolve()} at http://{host}:{port}  (Ctrl-C stops)")
     raise typer.Exit(launch(warehouse, port, host))

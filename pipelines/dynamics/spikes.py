@@ -68,9 +68,11 @@ class SpikeParams:
     abs_floor: float = 1e-8
 
     def __post_init__(self) -> None:
-        if self.window < 2 or not 1 <= self.min_history <= self.window:
+        if self.min_history < 1:
+            raise LdwError(f"spike min_history must be at least 1 logged point, got {self.min_history}")
+        if self.window < max(2, self.min_history):
             raise LdwError(
-                f"spike window must be >= 2 and 1 <= min_history <= window, got {self.window}, {self.min_history}"
+                f"spike window must be at least min_history ({self.min_history}) and 2 logged points, got {self.window}"
             )
         if self.k <= 0 or self.min_points < 1 or self.merge_gap < 0:
             raise LdwError(
@@ -79,6 +81,25 @@ class SpikeParams:
             )
         if self.rel_floor < 0 or self.abs_floor <= 0:
             raise LdwError(f"spike rel_floor must be >= 0 and abs_floor > 0; got {self.rel_floor}, {self.abs_floor}")
+
+
+def short_trace_warning(n_points: int, params: SpikeParams = SpikeParams()) -> str | None:
+    """What a trace of ``n_points`` logged points cannot show under ``params`` (None when it is long enough).
+
+    With fewer points than the window, every point is judged against all the
+    points before it; with ``min_history`` points or fewer, none can be flagged.
+    """
+    if n_points <= params.min_history:
+        return (
+            f"only {n_points} logged points; the rule needs more than {params.min_history} "
+            "to flag any, so 0 spikes here means the trace is too short to judge"
+        )
+    if n_points < params.window:
+        return (
+            f"{n_points} logged points, fewer than the window ({params.window}): each point is judged against "
+            f"the points before it, and the first {params.min_history} are never flagged"
+        )
+    return None
 
 
 def robust_baseline(values: np.ndarray, params: SpikeParams = SpikeParams()) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ import torch
 import transformers
 
 from ldw.probe.errors import ProbeError
-from ldw.probe.loading import default_dtype, load_causal_lm
+from ldw.probe.loading import SINGLE_THREAD_MAX_HIDDEN, cpu_threads, default_dtype, load_causal_lm
 from ldw.probe.scoring import EvalBatchPlan, score_surprisal
 
 CPU_BATCH = 16
@@ -76,6 +76,8 @@ def scoring_settings(device: torch.device, batch_size: int, config: dict, execut
 def score_checkpoint(path: str, plan: EvalBatchPlan, device: torch.device, batch_size: int) -> Outcome:
     """Load one checkpoint and score the plan; a checkpoint that cannot be used gives its one-line error."""
     try:
-        return score_surprisal(load_causal_lm(Path(path), device), plan, batch_size)
+        model = load_causal_lm(Path(path), device)
+        with cpu_threads(device, getattr(model.config, "hidden_size", SINGLE_THREAD_MAX_HIDDEN + 1)):
+            return score_surprisal(model, plan, batch_size)
     except ProbeError as exc:
         return str(exc)
