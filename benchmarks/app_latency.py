@@ -34,7 +34,8 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -180,29 +181,40 @@ def measure(root: Path, repeats: int, n_tokens: int, seed: int) -> dict[str, dic
     return out
 
 
-def _open_page(browser: Any, url: str) -> float:
-    """Seconds from opening ``url`` in a new browser session to its first figure drawn, the script run over."""
-    context = browser.new_context(viewport={"width": 1500, "height": 1200})
+ONE_CHART_APP = (
+    "import plotly.graph_objects as go\nimport streamlit as st\n"
+    "st.header('one chart')\nst.plotly_chart(go.Figure(go.Scatter(x=[1, 2, 3], y=[1, 3, 2])))\n"
+)
+
+
+def _time_page(context: Any, url: str) -> float:
+    """Seconds from opening ``url`` in a new tab of ``context`` to its first figure drawn, the script run over."""
+    page = context.new_page()
     try:
-        page = context.new_page()
         page.set_default_timeout(300_000)
         start = time.perf_counter()
         page.goto(url)
         page.wait_for_function(SETTLED)
         return time.perf_counter() - start
     finally:
+        page.close()
+
+
+def _new_session(browser: Any, url: str) -> float:
+    """:func:`_time_page` in a fresh browser context: no cookies, no cached scripts, like a first visit."""
+    context = browser.new_context(viewport={"width": 1500, "height": 1200})
+    try:
+        return _time_page(context, url)
+    finally:
         context.close()
 
 
-def first_render(warehouse: Path, repeats: int) -> dict[str, Any]:
-    """Start ``ldw app WAREHOUSE`` and time new browser sessions on it (see the module docstring)."""
-    import signal
+@contextmanager
+def _serving(command: list[str]) -> Iterator[tuple[str, float]]:
+    """Run ``command`` (a Streamlit server; ``{port}`` is filled in) until healthy: (URL, seconds to healthy)."""
     import socket
     import subprocess
-    import sys
     import urllib.request
-
-    from playwright.sync_api import sync_playwright
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -210,11 +222,8 @@ def first_render(warehouse: Path, repeats: int) -> dict[str, Any]:
     url = f"http://127.0.0.1:{port}"
     started = time.perf_counter()
     server = subprocess.Popen(
-        [sys.executable, "-m", "ldw", "app", "-w", str(warehouse), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        [part.format(port=port) for part in command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    out: dict[str, Any] = {"warehouse": str(Path(warehouse).resolve()), "target_s": FIRST_RENDER_TARGET_S}
     try:
         while True:
             try:
@@ -223,22 +232,49 @@ def first_render(warehouse: Path, repeats: int) -> dict[str, Any]:
                         break
             except OSError:
                 if server.poll() is not None:
-                    raise SystemExit(f"ldw app exited with {server.returncode}") from None
+                    raise SystemExit(f"{command[:4]} exited with {server.returncode}") from None
                 time.sleep(0.2)
-        out["server_ready_s"] = round(time.perf_counter() - started, 2)
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox"])
-            try:
-                sessions = [_open_page(browser, url) for _ in range(repeats)]
-                out["first_session_s"] = round(sessions[0], 2)
-                out["later_sessions_s"] = [round(t, 2) for t in sessions[1:]]
-                out["token_page_new_session_s"] = round(_open_page(browser, f"{url}/?page=tokens&token=100"), 2)
-                out["spikes_page_new_session_s"] = round(_open_page(browser, f"{url}/?page=spikes"), 2)
-            finally:
-                browser.close()
+        yield url, time.perf_counter() - started
     finally:
-        server.send_signal(signal.SIGTERM)
+        server.terminate()
         server.wait(timeout=60)
+
+
+def first_render(warehouse: Path, repeats: int) -> dict[str, Any]:
+    """Time new browser sessions on ``ldw app WAREHOUSE`` (see the module docstring).
+
+    Also times, the same way, a minimal Streamlit page with one three-point
+    Plotly chart: the floor that loading Streamlit's and Plotly's scripts sets
+    on this machine at this load, so the app's own cost can be told apart.
+    """
+    import sys
+    import tempfile
+
+    from playwright.sync_api import sync_playwright
+
+    out: dict[str, Any] = {"warehouse": str(Path(warehouse).resolve()), "target_s": FIRST_RENDER_TARGET_S}
+    command = [sys.executable, "-m", "ldw", "app", "-w", str(warehouse), "--port", "{port}"]
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox"])
+        try:
+            with _serving(command) as (url, ready):
+                out["server_ready_s"] = round(ready, 2)
+                sessions = [_new_session(browser, url) for _ in range(repeats)]
+                out["first_session_s"] = round(sessions[0], 2)
+                out["later_new_sessions_s"] = [round(t, 2) for t in sessions[1:]]
+                returning = browser.new_context(viewport={"width": 1500, "height": 1200})
+                _time_page(returning, url)
+                out["returning_session_s"] = round(_time_page(returning, url), 2)  # scripts in the browser cache
+                returning.close()
+                out["token_page_new_session_s"] = round(_new_session(browser, f"{url}/?page=tokens&token=100"), 2)
+                out["spikes_page_new_session_s"] = round(_new_session(browser, f"{url}/?page=spikes"), 2)
+            script = Path(tmp) / "one_chart.py"
+            script.write_text(ONE_CHART_APP)
+            minimal = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", "{port}"]
+            with _serving([*minimal, "--server.headless", "true"]) as (url, _):
+                out["one_chart_page_new_session_s"] = round(min(_new_session(browser, url) for _ in range(2)), 2)
+        finally:
+            browser.close()
     out["load_average_1m"] = round(os.getloadavg()[0], 2)
     return out
 

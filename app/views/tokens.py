@@ -19,7 +19,6 @@ from ldw.app.views.token_search import render_search
 
 PLOT_CONFIG = plot_config("ldw-token")
 TRACE_PANELS_KEY, PROBE_PANELS_KEY = "tok_trace_panels", "tok_probe_panels"
-EMPTY = pl.DataFrame()
 METRIC_COLUMNS = (
     "run_id",
     "acquired",
@@ -111,7 +110,7 @@ def panel_choices(ctx: PageContext) -> tuple[list[str], list[str]]:
 
 
 def _panel_pickers(ctx: PageContext) -> None:
-    """Multiselects of the trace and weight-probe panels under the token's curves."""
+    """Multiselects of the trace and weight-probe panels drawn under the token's curves."""
     names = ctx.source.get(q.trace_names) if ctx.has("traces") else []
     left, right = st.columns(2)
     if names:
