@@ -27,11 +27,12 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import duckdb
 import polars as pl
 
 from ldw.curves.config import MetricsConfig, MetricsResult
 from ldw.dynamics.config import ScheduleConfig, SpikesConfig, SpikesResult, WeightProbeConfig
-from ldw.errors import LdwError
+from ldw.errors import LdwError, first_line
 from ldw.ingest.config import IngestConfig, IngestResult
 from ldw.ngrams.config import NgramConfig, NgramResult
 from ldw.sweep.config import EvalSetConfig, EvalSetResult, SweepConfig, SweepSummary
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from ldw.warehouse.rebuild import RebuildResult
 
 Config = TypeVar("Config")
+READ_STATEMENTS = {duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN}
 
 
 def configured(kind: type[Config], config: Config | None, options: dict[str, Any]) -> Config:
@@ -66,30 +68,49 @@ def configured(kind: type[Config], config: Config | None, options: dict[str, Any
 
 
 @contextmanager
-def _removed_if_left_empty(root: Path) -> Iterator[None]:
-    """Run a command that may create the warehouse ``root``; if it was not there before and the command
-    fails leaving it empty (no runs, no evaluation set, no Parquet file), remove it again, so a mistyped
-    ``-w`` leaves nothing behind."""
+def undo_new_warehouse(root: Path) -> Iterator[None]:
+    """Run a verb that may create the warehouse; if it fails before storing anything, remove what it created.
+
+    A first command that fails (a typo in ``-w``, a corpus that does not exist)
+    then leaves no folder and no ``catalog.duckdb`` behind (nor the folders made
+    above it). An existing warehouse is never touched, nor what a failed command
+    did store (runs, an evaluation set, Parquet files: finished work is kept).
+    """
+    root = Path(root).absolute()
+    if (root / CATALOG_FILE).exists():
+        yield
+        return
+    created = root
+    while not created.parent.exists():
+        created = created.parent
     existed = root.exists()
+    before = set(root.iterdir()) if existed else set()
     try:
         yield
     except BaseException:
-        if not existed and root.is_dir() and _is_empty_warehouse(root):
-            shutil.rmtree(root, ignore_errors=True)
+        new = set(root.iterdir()) - before if root.is_dir() else set()
+        if not _stores_anything(root, new):
+            if not existed:
+                shutil.rmtree(created, ignore_errors=True)
+            else:
+                for entry in new:
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         raise
 
 
-def _is_empty_warehouse(root: Path) -> bool:
-    """Whether ``root`` holds nothing but a catalog without runs or an evaluation set (and the writer lock's files)."""
-    if any(p.is_file() for p in root.rglob("*") if not _is_catalog_or_lock(root, p)):
-        return False
-    if not (root / CATALOG_FILE).is_file():
+def _stores_anything(root: Path, new: set[Path]) -> bool:
+    """Whether the ``new`` entries of ``root`` hold a file other than the catalog and the writer lock's, or the
+    catalog holds runs or an evaluation set."""
+    files = (p for entry in new for p in ([entry] if entry.is_file() else entry.rglob("*")) if p.is_file())
+    if any(not _is_catalog_or_lock(root, p) for p in files):
         return True
+    if not (root / CATALOG_FILE).is_file():
+        return False
     try:
         wh = Warehouse.open(root, read_only=True)
-        return wh.runs().height == 0 and wh.eval_config() is None
+        return wh.runs().height > 0 or wh.eval_config() is not None
     except WarehouseError:
-        return False
+        return True
 
 
 def _is_catalog_or_lock(root: Path, path: Path) -> bool:
@@ -142,7 +163,7 @@ class Workbench:
         root = Path(root)
         wb = cls(root, progress, wait)
         if create:
-            with _removed_if_left_empty(root), wb._writing("init", create=True):
+            with undo_new_warehouse(root), wb._writing("init", create=True):
                 Warehouse.create(root, storage)
         elif storage is not None:
             raise LdwError("storage can only be chosen when the warehouse is created (create=True)")
@@ -178,7 +199,7 @@ class Workbench:
         (``revisions=("step*",)``, ``every=N`` choose some); no weights are downloaded.
         """
         settings = configured(IngestConfig, config, options)
-        with _removed_if_left_empty(self.root), self._writing("ingest", create=True):
+        with undo_new_warehouse(self.root), self._writing("ingest", create=True):
             from ldw.ingest.register import ingest_paths
 
             return ingest_paths(self.root, list(paths), settings, progress=self.progress)
@@ -186,7 +207,7 @@ class Workbench:
     def evalset(self, config: EvalSetConfig | None = None, replace: bool = False, **options: Any) -> EvalSetResult:
         """Build the evaluation set (tokens in context every run is scored on); ``replace`` swaps a different one."""
         settings = configured(EvalSetConfig, config, options)
-        with _removed_if_left_empty(self.root), self._writing("evalset", create=True):
+        with undo_new_warehouse(self.root), self._writing("evalset", create=True):
             from ldw.sweep.evalset import build_eval_set
 
             return build_eval_set(self.root, settings, replace=replace)
@@ -224,14 +245,14 @@ class Workbench:
             return compute_ngram_stats(self.root, settings, progress=self.progress)
 
     def detect_spikes(self, config: SpikesConfig | None = None, **options: Any) -> SpikesResult:
-        """Find loss and gradient-norm spikes, and the tokens that got worse across each bracketed loss spike."""
+        """Find loss and gradient-norm spikes, and the tokens that got worse across each bracketed spike."""
         settings = configured(SpikesConfig, config, options)
         with self._writing("spikes"):
             from ldw.dynamics.spikes_store import detect_spikes_in_warehouse, spike_tokens_in_warehouse
 
-            found = detect_spikes_in_warehouse(self.root, settings.traces, settings.rule)
-            bracketed = spike_tokens_in_warehouse(self.root, settings.top_n) if found else 0
-        return SpikesResult(found, bracketed)
+            scan = detect_spikes_in_warehouse(self.root, settings.traces, settings.rule)
+            bracketed = spike_tokens_in_warehouse(self.root, settings.top_n)
+        return SpikesResult(scan.found, bracketed, tuple(scan.warnings))
 
     def fit_schedule(self, config: ScheduleConfig | None = None, **options: Any) -> ScheduleFitResult:
         """Fit the LR-annealing loss law on runs and predict the loss of other schedules."""
@@ -354,8 +375,22 @@ class Workbench:
         return frame.filter(pl.col("name").is_in(list(names))) if names is not None else frame
 
     def sql(self, query: str, params: Sequence[Any] | None = None) -> pl.DataFrame:
-        """Run a read-only SQL query (DuckDB) over the warehouse's tables and views."""
-        return self._read().query(query, list(params) if params is not None else None)
+        """Run one read-only SQL query (DuckDB: SELECT, WITH, FROM, DESCRIBE, SHOW, EXPLAIN) over the warehouse.
+
+        Anything else (COPY, CREATE, ATTACH, SET, ...) is refused before it runs,
+        and a query DuckDB rejects is a one-line ``LdwError``.
+        """
+        try:
+            statements = duckdb.connect().extract_statements(query)
+        except duckdb.Error as exc:
+            raise LdwError(f"SQL: {first_line(exc)}") from None
+        if len(statements) != 1 or statements[0].type not in READ_STATEMENTS:
+            kinds = ", ".join(s.type.name for s in statements) or "nothing"
+            raise LdwError(f"SQL: give one read-only query (SELECT, WITH, FROM, DESCRIBE, SHOW, EXPLAIN), not {kinds}")
+        try:
+            return self._read().query(query, list(params) if params is not None else None)
+        except duckdb.Error as exc:
+            raise LdwError(f"SQL: {first_line(exc)}") from None
 
     def _derived(self, table: str, command: str) -> pl.DataFrame:
         wh = self._read()

@@ -236,6 +236,7 @@ _SPECS = (
         "spike_tokens",
         _schema(
             run_id=STR,
+            trace=STR,
             spike_id=I64,
             step_before=I64,
             step_after=I64,
@@ -245,6 +246,7 @@ _SPECS = (
             delta_bits=F32,
             rank=I64,
         ),
+        version=2,  # 2: keyed by (run_id, trace, spike_id); version 1 held loss spikes only, without `trace`
     ),
     _derived(
         "lr_law_fit",

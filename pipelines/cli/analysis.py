@@ -13,9 +13,11 @@ from ldw.curves.config import MetricsConfig
 from ldw.curves.metrics import WINDOW, WINDOW_CHECKPOINTS
 from ldw.dynamics.config import ScheduleConfig, SpikesConfig, WeightProbeConfig
 from ldw.dynamics.spikes import SpikeParams
-from ldw.errors import LdwWarning
+from ldw.errors import LdwWarning, SettingsError
 from ldw.ngrams.config import NgramConfig
 from ldw.workbench import Workbench
+
+SPIKE_RULE = SpikeParams()
 
 
 def metrics(
@@ -116,23 +118,31 @@ def spikes(
     trace: Annotated[
         Optional[list[str]], typer.Option(help="Traces to scan (repeatable; default loss and grad_norm).")
     ] = None,
-    k: Annotated[float, typer.Option(help="Threshold in robust MADs above the trailing median.")] = 6.0,
-    window: Annotated[int, typer.Option(help="Trailing baseline window, in logged points.")] = 50,
-    min_points: Annotated[int, typer.Option(help="Minimum points above threshold for a spike.")] = 1,
-    merge_gap: Annotated[int, typer.Option(help="Merge spikes closer than this many points.")] = 5,
+    k: Annotated[float, typer.Option(help="Threshold in robust MADs above the trailing median.")] = SPIKE_RULE.k,
+    window: Annotated[
+        int, typer.Option(help=f"Trailing baseline window, in logged points (at least {SPIKE_RULE.min_history}).")
+    ] = SPIKE_RULE.window,
+    min_points: Annotated[
+        int, typer.Option(help="Minimum points above threshold for a spike.")
+    ] = SPIKE_RULE.min_points,
+    merge_gap: Annotated[int, typer.Option(help="Merge spikes closer than this many points.")] = SPIKE_RULE.merge_gap,
     top_n: Annotated[int, typer.Option(help="Tokens kept per spike in spike_tokens.")] = 1000,
     wait: WaitOpt = False,
 ) -> None:
     """Detect loss / grad-norm spikes and list the tokens whose surprisal rose most across each."""
-    history = min(SpikeParams.min_history, window)  # a short window needs no more history than it holds
-    rule = SpikeParams(window=window, k=k, min_history=history, min_points=min_points, merge_gap=merge_gap)
+    if window < SPIKE_RULE.min_history:
+        raise SettingsError(
+            f"--window must be at least {SPIKE_RULE.min_history} logged points (the history a point is judged "
+            f"against before it can be flagged), not {window}"
+        )
+    rule = SpikeParams(window=window, k=k, min_points=min_points, merge_gap=merge_gap)
     config = SpikesConfig(traces=tuple(trace or ("loss", "grad_norm")), rule=rule, top_n=top_n)
     result = Workbench(warehouse, wait=wait).detect_spikes(config)
+    for warning in result.warnings:
+        err.print(f"[yellow]warning[/yellow] {warning.replace('the window', '--window')}", highlight=False)
     console.print(f"{result.spikes} spikes found (table spikes)")
     if result.spikes:
-        console.print(
-            f"{result.bracketed} loss spikes bracketed by checkpoints: their top risers are in table spike_tokens"
-        )
+        console.print(f"{result.bracketed} spikes bracketed by checkpoints: their top risers are in table spike_tokens")
 
 
 def fit_schedule(

@@ -7,7 +7,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from ldw.cli.common import DEFAULT_WAREHOUSE, QuietOpt, WaitOpt, WarehouseOpt, console, err
+from ldw.cli.common import (
+    DEFAULT_WAREHOUSE,
+    QuietOpt,
+    WaitOpt,
+    WarehouseArg,
+    WarehouseFlag,
+    WarehouseOpt,
+    console,
+    err,
+    one_warehouse,
+)
 from ldw.errors import SettingsError
 from ldw.ingest.config import IngestConfig
 from ldw.sweep.config import EvalSetConfig, SweepConfig
@@ -205,7 +215,8 @@ def status(warehouse: WarehouseOpt = DEFAULT_WAREHOUSE) -> None:
 
 
 def doctor(
-    warehouse: Annotated[Path, typer.Argument(help="Warehouse folder to verify.")] = DEFAULT_WAREHOUSE,
+    warehouse_arg: WarehouseArg = None,
+    warehouse: WarehouseFlag = None,
     repair: Annotated[
         bool,
         typer.Option(help="Mend what can be mended: damaged results back to pending or dropped, leftovers removed."),
@@ -221,6 +232,7 @@ def doctor(
     """Verify a warehouse: catalog, views, every file against its catalog row; --repair mends, --rebuild rebuilds."""
     from ldw.warehouse.lock import holders_of
 
+    warehouse = one_warehouse(warehouse_arg, warehouse)
     wb = Workbench(warehouse, wait=wait)
     if rebuild:
         result = wb.rebuild_catalog(storage)
@@ -258,7 +270,8 @@ def demo(
 
 
 def app_command(
-    warehouse: Annotated[Path, typer.Argument(envvar="LDW_WAREHOUSE", help="Warehouse folder.")] = DEFAULT_WAREHOUSE,
+    warehouse_arg: WarehouseArg = None,
+    warehouse: WarehouseFlag = None,
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve on.")] = 8501,
     host: Annotated[
         str, typer.Option(help="Address to bind (localhost by default; 0.0.0.0 shares it on the network).")
@@ -267,5 +280,6 @@ def app_command(
     """Open the Streamlit explorer on a warehouse (http://127.0.0.1:PORT)."""
     from ldw.app.launch import launch
 
+    warehouse = one_warehouse(warehouse_arg, warehouse)
     console.print(f"serving {Path(warehouse).resolve()} at http://{host}:{port}  (Ctrl-C stops)")
     raise typer.Exit(launch(warehouse, port, host))

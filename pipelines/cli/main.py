@@ -27,6 +27,7 @@ import typer
 from rich.markup import escape
 
 from ldw.cli import analysis, core
+from ldw.cli import sql as sql_cli
 from ldw.cli import train as train_cli
 from ldw.cli.common import LdwTyper, err
 from ldw.errors import LdwError, SettingsError, first_line
@@ -48,9 +49,10 @@ def build_app() -> typer.Typer:
     for command in (core.init, core.ingest, core.evalset, core.sweep, core.status, core.doctor, core.demo):
         app.command()(command)
     app.command("app")(core.app_command)
+    app.command("sql")(sql_cli.sql)
     for command in (analysis.metrics, analysis.ngrams):
         app.command()(command)
-    export_app = typer.Typer(help="Export analysis tables for papers (CSV + Parquet).", no_args_is_help=True)
+    export_app = LdwTyper(help="Export analysis tables for papers (CSV + Parquet).", no_args_is_help=True)
     export_app.command("ngram-correlations")(analysis.export_ngram_correlations)
     app.add_typer(export_app, name="export")
     app.command()(analysis.spikes)

@@ -28,10 +28,15 @@ class SpikesConfig:
 
 @dataclass(frozen=True)
 class SpikesResult:
-    """Spikes found (table ``spikes``) and loss spikes bracketed by checkpoints (table ``spike_tokens``)."""
+    """Spikes found (table ``spikes``), spikes bracketed by checkpoints (table ``spike_tokens``), warnings.
+
+    ``warnings`` names each trace too short for the window (see
+    :func:`ldw.dynamics.spikes.short_trace_warning`).
+    """
 
     spikes: int
     bracketed: int
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -154,22 +154,50 @@ def _spike_tables(
         kept = per_run[run_id]["kept"]
         delta = kept[after] - kept[before]
         order = np.lexsort((np.arange(len(delta)), -delta))[:top_n]
-        token_parts.append(
-            pl.DataFrame(
-                {
-                    "run_id": run_id,
-                    "spike_id": spike_id,
-                    "step_before": before,
-                    "step_after": after,
-                    "token_idx": order.astype(np.int64),
-                    "surprisal_before": kept[before][order],
-                    "surprisal_after": kept[after][order],
-                    "delta_bits": delta[order],
-                    "rank": np.arange(1, len(order) + 1, dtype=np.int64),
-                }
-            ).cast({"spike_id": pl.Int64, "step_before": pl.Int64, "step_after": pl.Int64})
-        )
+        for trace in ("loss", "grad_norm"):  # both traces' spikes span the same steps: the same risers
+            token_parts.append(
+                pl.DataFrame(
+                    {
+                        "run_id": run_id,
+                        "trace": trace,
+                        "spike_id": spike_id,
+                        "step_before": before,
+                        "step_after": after,
+                        "token_idx": order.astype(np.int64),
+                        "surprisal_before": kept[before][order],
+                        "surprisal_after": kept[after][order],
+                        "delta_bits": delta[order],
+                        "rank": np.arange(1, len(order) + 1, dtype=np.int64),
+                    }
+                ).cast({"spike_id": pl.Int64, "step_before": pl.Int64, "step_after": pl.Int64})
+            )
     return pl.DataFrame(spike_rows), pl.concat(token_parts)
+
+
+def _weight_probes(info: SyntheticInfo) -> pl.DataFrame:
+    """Weight probes at every checkpoint: 2 layers x 4 heads of ``qk_sigma1`` (growing with log step) and
+    ``attn_entropy_bits`` (falling), and the model-level ``probe_loss``."""
+    rows = []
+    for r, run_id in enumerate(info.run_ids):
+        for step in info.steps.tolist():
+            x = float(np.log10(step + 1))
+            for layer in range(2):
+                for head in range(4):
+                    rows.append((run_id, step, layer, head, "qk_sigma1", 1.0 + x * (layer + 1) + 0.1 * head + 0.01 * r))
+                    rows.append((run_id, step, layer, head, "attn_entropy_bits", 4.0 - 0.5 * x + 0.05 * head))
+            rows.append((run_id, step, -1, -1, "probe_loss", 6.0 - x))
+    return pl.DataFrame(
+        rows,
+        schema={
+            "run_id": pl.String,
+            "step": pl.Int64,
+            "layer": pl.Int64,
+            "head": pl.Int64,
+            "name": pl.String,
+            "value": pl.Float64,
+        },
+        orient="row",
+    )
 
 
 def _lr_law_tables(wh: Warehouse, run_id: str) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -256,7 +284,10 @@ def write_derived_tables(
     wh.write_derived("ngram_stats", ngram, {"synthetic": True, "max_n": 5})
     spikes, spike_tokens = _spike_tables(info, per_run, spec.top_n)
     wh.write_derived("spikes", spikes, {"synthetic": True, "names": ["loss", "grad_norm"]})
-    wh.write_derived("spike_tokens", spike_tokens, {"synthetic": True, "trace": "loss", "top_n": spec.top_n})
+    wh.write_derived(
+        "spike_tokens", spike_tokens, {"synthetic": True, "traces": ["grad_norm", "loss"], "top_n": spec.top_n}
+    )
+    wh.write_derived("weight_probes", _weight_probes(info), {"synthetic": True})
     fit, curves = _lr_law_tables(wh, info.run_ids[0])
     wh.write_derived("lr_law_fit", fit, {"runs": [info.run_ids[0]], "predict": ["constant"]})
     wh.write_derived("lr_law_curves", curves, {"runs": [info.run_ids[0]], "predict": ["constant"]})

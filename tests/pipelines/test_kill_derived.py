@@ -122,8 +122,8 @@ class Command:
 
 def _spikes(path: Path) -> None:
     """What ``ldw spikes --top-n 10`` does."""
-    if detect_spikes_in_warehouse(path):
-        spike_tokens_in_warehouse(path, top_n=10)
+    detect_spikes_in_warehouse(path)
+    spike_tokens_in_warehouse(path, top_n=10)
 
 
 def _old_spikes(path: Path) -> None:
