@@ -219,10 +219,12 @@ class Workbench:
         Hugging Face cache once scored unless ``keep_weights=True``.
         """
         settings = configured(SweepConfig, config, options)
-        if settings.executor == "local":
+        if settings.executor == "local" and settings.device.startswith("cuda"):
             from ldw.probe.loading import resolve_device
 
-            resolve_device(settings.device)  # a device this machine lacks is a setting error: before the lock
+            # a GPU this machine lacks is a setting error, refused before the lock (cpu and auto always resolve;
+            # they import no torch here, so a busy warehouse is reported at once)
+            resolve_device(settings.device)
         with self._writing("sweep", shard=settings.shard):  # shards of one split sweep side by side
             from ldw.sweep.run import run_sweep
 

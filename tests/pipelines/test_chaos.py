@@ -41,8 +41,8 @@ from pathlib import Path
 from ldw.app import queries as q
 from ldw.warehouse import Warehouse
 
-root, until, reads = Path(sys.argv[1]), time.monotonic() + float(sys.argv[2]), 0
-while time.monotonic() < until:
+root, stop, reads = Path(sys.argv[1]), Path(sys.argv[2]), 0
+while not stop.exists():  # until every command of the round has ended
     if not (root / "catalog.duckdb").exists():
         time.sleep(0.2)  # not a warehouse yet
         continue
@@ -97,15 +97,13 @@ def _commands(run: Path, path: Path) -> dict[str, list[str]]:
 
 
 class _Reader(Background):
-    """A reader process querying the warehouse as the app does, for ``seconds``."""
+    """A reader process querying the warehouse as the app does, until the file ``stop`` appears."""
 
-    def __init__(self, path: Path, seconds: float, folder: Path) -> None:
+    def __init__(self, path: Path, stop: Path, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.out, self.err = folder / "stdout", folder / "stderr"
         with self.out.open("w") as out, self.err.open("w") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", READER, str(path), str(seconds)], stdout=out, stderr=err
-            )
+            self.proc = subprocess.Popen([sys.executable, "-c", READER, str(path), str(stop)], stdout=out, stderr=err)
 
 
 def _rounds(config: pytest.Config) -> list[int]:
@@ -155,12 +153,15 @@ def test_random_concurrent_commands_and_kills_end_sound_and_equal_a_serial_run(
     kills = {i: rng.uniform(0.5, 8.0) for i in range(len(plan)) if rng.random() < 0.35}
     where = f"seed {chaos_seed}: plan {plan}, kills {kills}"
     started = time.monotonic()
-    readers = [_Reader(path, 20.0, tmp_path / "reader")]
+    stop = tmp_path / "commands-ended"
+    readers = [_Reader(path, stop, tmp_path / "reader")]
+    launched.extend(readers)  # killed at the end if the round fails before it stops them
     for index, name in enumerate(plan):
         time.sleep(rng.uniform(0.0, 1.5))
         launched.append(Background(commands[name], tmp_path / f"{index}-{name}"))
-    _wait_all(launched, dict(kills), started)
-    for index, (name, proc) in enumerate(zip(plan, launched, strict=True)):
+    _wait_all(launched[len(readers) :], dict(kills), started)
+    stop.touch()
+    for index, (name, proc) in enumerate(zip(plan, launched[len(readers) :], strict=True)):
         code, err = proc.proc.returncode, proc.stderr()
         assert code in (0, 1, -signal.SIGKILL), f"{where}: {index} {name} exit {code}: {err[-2000:]}"
         assert "Traceback" not in err, f"{where}: {index} {name}: {err[-3000:]}"

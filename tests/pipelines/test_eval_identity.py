@@ -89,7 +89,7 @@ def test_a_sweep_never_catalogs_surprisal_of_a_replaced_evaluation_set(
     assert_doctor_sound(ingested_warehouse)
 
 
-@pytest.mark.parametrize("source", ["another step", "another evaluation set"])
+@pytest.mark.parametrize("source", [pytest.param("another step", marks=pytest.mark.full), "another evaluation set"])
 def test_doctor_names_a_file_of_another_checkpoint_or_set_and_repair_rescores_it(
     source: str, swept: Path, tmp_path: Path
 ) -> None:
@@ -131,7 +131,7 @@ REPLACE_KILLS = [
     pytest.param("parquet-renamed", 1, "old", marks=pytest.mark.full),  # the new set's sequences written
     ("parquet-renamed", 2, "old"),  # both new files written, not switched
     pytest.param("catalog-open", "switch", "old", marks=pytest.mark.full),  # opening the catalog to switch
-    ("evalset-switched", 1, "new"),  # switched; the old set's files not yet removed
+    pytest.param("evalset-switched", 1, "new", marks=pytest.mark.full),  # switched; old set's files not yet removed
 ]
 
 
