@@ -1,13 +1,13 @@
-"""Plotly figures of runs over training: traces with spikes and checkpoints, one token's curves.
+"""Plotly figures of runs over training: the palette, the shared look, traces with spikes and checkpoints.
 
 One palette maps run ids to colors (by the run's position among all runs of
 the warehouse, so a run keeps its color whatever is selected); every figure
-takes that mapping. Axes carry units: steps, bits.
+takes that mapping. Axes carry units: steps, bits. Long series (training
+traces) are passed as NumPy arrays: Plotly then checks them as one array and
+sends them as typed arrays, where a list is checked value by value.
 """
 
 from __future__ import annotations
-
-import math
 
 import plotly.graph_objects as go
 import polars as pl
@@ -33,6 +33,8 @@ PALETTE = (
     "#750D86",
 )
 TRACE_LABELS = {"loss": "loss (nats)", "grad_norm": "gradient norm", "lr": "learning rate", "eval_loss": "eval loss"}
+# Traces spanning decades on a log y axis: gradient norms, and learning rates (runs compared may differ 100x).
+LOG_TRACES = ("grad_norm", "lr")
 FONT = {"family": "Inter, Segoe UI, Helvetica, Arial, sans-serif", "size": 13}
 
 
@@ -46,7 +48,8 @@ def run_colors(all_runs: list[str]) -> dict[str, str]:
     return {run: PALETTE[i % len(PALETTE)] for i, run in enumerate(sorted(all_runs))}
 
 
-def _rgba(color: str, alpha: float) -> str:
+def rgba(color: str, alpha: float) -> str:
+    """``#rrggbb`` as a CSS rgba() color with opacity ``alpha``."""
     color = color.lstrip("#")
     r, g, b = (int(color[i : i + 2], 16) for i in (0, 2, 4))
     return f"rgba({r},{g},{b},{alpha})"
@@ -93,6 +96,7 @@ def traces_figure(
         row_heights=[1.0] * len(names) + [0.22 + 0.05 * checkpoints["run_id"].n_unique()],
     )
     shown: set[str] = set()
+    spans: list[dict] = []  # set in one go at the end: adding shapes one by one re-validates the layout each time
     for row, name in enumerate(names, start=1):
         part = traces.filter(pl.col("name") == name)
         for run_id in part["run_id"].unique(maintain_order=True).to_list():
@@ -100,9 +104,9 @@ def traces_figure(
             if log_x:
                 run = run.filter(pl.col("step") > 0)
             fig.add_trace(
-                go.Scattergl(
-                    x=run["step"].to_list(),
-                    y=run["value"].to_list(),
+                go.Scatter(
+                    x=run["step"].to_numpy(),
+                    y=run["value"].to_numpy(),
                     mode="lines",
                     name=run_id,
                     legendgroup=run_id,
@@ -115,7 +119,7 @@ def traces_figure(
             )
             shown.add(run_id)
         fig.update_yaxes(
-            title_text=TRACE_LABELS.get(name, name), row=row, col=1, type="log" if name == "grad_norm" else "linear"
+            title_text=TRACE_LABELS.get(name, name), row=row, col=1, type="log" if name in LOG_TRACES else "linear"
         )
         if spikes.height:
             marks = spikes.filter(pl.col("trace") == name)
@@ -154,13 +158,18 @@ def traces_figure(
                     col=1,
                 )
                 for start, end in zip(m["step_start"].to_list(), m["step_end"].to_list(), strict=True):
-                    fig.add_vrect(
-                        x0=start,
-                        x1=end if end is not None else start,
-                        row=row,
-                        col=1,
-                        line_width=0,
-                        fillcolor=_rgba(colors.get(run_id, "#888888"), 0.15),
+                    spans.append(
+                        {
+                            "type": "rect",
+                            "xref": "x" if row == 1 else f"x{row}",
+                            "yref": ("y" if row == 1 else f"y{row}") + " domain",
+                            "x0": start,
+                            "x1": end if end is not None else start,
+                            "y0": 0,
+                            "y1": 1,
+                            "line": {"width": 0},
+                            "fillcolor": rgba(colors.get(run_id, "#888888"), 0.15),
+                        }
                     )
     runs_with_checkpoints = checkpoints["run_id"].unique(maintain_order=True).to_list()
     for run_id in runs_with_checkpoints:
@@ -189,94 +198,6 @@ def traces_figure(
             col=1,
         )
     fig.update_yaxes(title_text="checkpoints", row=rows, col=1, showgrid=False, categoryorder="category descending")
+    fig.update_layout(shapes=spans)
     _x_axis(fig, log_x, row=rows, col=1)
     return base_layout(fig, height=230 * len(names) + 90 + 22 * len(runs_with_checkpoints))
-
-
-def token_curve_figure(
-    raw: pl.DataFrame,
-    smoothed: pl.DataFrame,
-    aoa: pl.DataFrame,
-    chance_bits: float | None,
-    spikes: pl.DataFrame,
-    colors: dict[str, str],
-    log_x: bool,
-    title: str,
-) -> go.Figure:
-    """One token's surprisal per run: raw points, smoothed G, AoA marks, chance line, spike bands."""
-    fig = go.Figure()
-    for run_id in raw["run_id"].unique(maintain_order=True).to_list():
-        run = raw.filter(pl.col("run_id") == run_id)
-        if log_x:
-            run = run.filter(pl.col("step") > 0)
-        has_smooth = smoothed.height > 0 and run_id in set(smoothed["run_id"].to_list())
-        fig.add_trace(
-            go.Scatter(
-                x=run["step"].to_list(),
-                y=run["bits"].to_list(),
-                name=run_id,
-                legendgroup=run_id,
-                mode="markers" if has_smooth else "lines+markers",
-                marker={"color": colors.get(run_id), "size": 6, "opacity": 0.75},
-                line={"color": colors.get(run_id), "width": 1},
-                hovertemplate=f"{run_id}<br>step %{{x:,}}<br>%{{y:.3f}} bits<extra>raw</extra>",
-            )
-        )
-        if has_smooth:
-            g = smoothed.filter(pl.col("run_id") == run_id)
-            fig.add_trace(
-                go.Scatter(
-                    x=g["step"].to_list(),
-                    y=g["bits"].to_list(),
-                    name=f"{run_id} G",
-                    legendgroup=run_id,
-                    showlegend=False,
-                    mode="lines",
-                    line={"color": colors.get(run_id), "width": 2.5},
-                    hovertemplate=f"{run_id} smoothed G<br>step %{{x:,}}<br>%{{y:.3f}} bits<extra></extra>",
-                )
-            )
-    for row in aoa.iter_rows(named=True):
-        step, run_id = row.get("aoa_step"), row["run_id"]
-        if step is None or not math.isfinite(step) or run_id not in colors:
-            continue
-        fig.add_vline(x=step, line={"color": colors[run_id], "dash": "dash", "width": 1.2})
-        fig.add_trace(
-            go.Scatter(
-                x=[step],
-                y=[row.get("aoa_threshold_bits")],
-                mode="markers",
-                name=f"{run_id} AoA",
-                legendgroup=run_id,
-                showlegend=False,
-                marker={
-                    "symbol": "diamond",
-                    "size": 12,
-                    "color": colors[run_id],
-                    "line": {"width": 1.5, "color": "white"},
-                },
-                hovertemplate=(
-                    f"{run_id} age of acquisition<br>step %{{x:,.0f}}<br>threshold %{{y:.3f}} bits<extra></extra>"
-                ),
-            )
-        )
-    if chance_bits is not None:
-        fig.add_hline(
-            y=chance_bits,
-            line={"color": "#666666", "dash": "dot", "width": 1.5},
-            annotation_text=f"chance log2(V) = {chance_bits:.2f} bits",
-            annotation_position="top right",
-            annotation_font={"size": 11, "color": "#555555"},
-        )
-    for row in spikes.iter_rows(named=True):
-        end = row["step_end"] if row["step_end"] is not None else row["step_peak"]
-        fig.add_vrect(
-            x0=row["step_start"],
-            x1=end,
-            line_width=0,
-            layer="below",
-            fillcolor=_rgba(colors.get(row["run_id"], "#888888"), 0.18),
-        )
-    fig.update_yaxes(title_text="surprisal (bits)", rangemode="tozero")
-    _x_axis(fig, log_x)
-    return base_layout(fig, height=460, title=title)

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import html
+import importlib
 import os
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import streamlit as st
 
@@ -23,17 +25,8 @@ from ldw.app.context import PAGE_KEY, SPIKE_KEY, TOKEN_INPUT_KEY, TOKEN_KEY, Pag
 from ldw.app.figures import run_colors
 from ldw.app.source import Source
 from ldw.app.state import PAGES, XSCALES, AppState, read_state, write_state
-from ldw.app.views import export, overview, population, schedules, spikes, tokens
 from ldw.warehouse import Warehouse, WarehouseError
 
-VIEWS = {
-    "overview": overview,
-    "tokens": tokens,
-    "population": population,
-    "spikes": spikes,
-    "schedules": schedules,
-    "export": export,
-}
 RUNS_KEY, XSCALE_KEY, LOADED_KEY = "nav_runs", "nav_xscale", "url_loaded"
 
 
@@ -102,8 +95,14 @@ def main() -> None:
     ctx = PageContext(
         source=source, state=state, tables=source.get(q.table_columns), all_runs=all_runs, runs=runs, colors=colors
     )
-    VIEWS[state.page].render(ctx)
+    view(state.page).render(ctx)
     write_state(st.query_params, session_state(all_runs))
+
+
+def view(page: str) -> ModuleType:
+    """The module that draws ``page`` (``ldw.app.views.PAGE``), imported on first use: a session's first page
+    does not wait for the others' imports."""
+    return importlib.import_module(f"ldw.app.views.{page}")
 
 
 def session_state(all_runs: list[str]) -> AppState:

@@ -58,6 +58,11 @@ class Field:
         return LABELS.get(self.column, self.column)
 
     @property
+    def is_aoa(self) -> bool:
+        """Whether the field is an age of acquisition of one run (undefined where the run never acquired the token)."""
+        return self.table == RUN_TABLE and "aoa" in self.column
+
+    @property
     def sql(self) -> str:
         """The qualified column as it appears in the FROM clause built by :func:`_source`."""
         return f'{ALIASES[self.table]}."{self.column}"::DOUBLE'
@@ -86,32 +91,37 @@ def column_types(wh: Warehouse) -> dict[str, dict[str, str]]:
     return types
 
 
-def _source(fields: list[Field], runs: list[str] | None) -> tuple[str, dict[str, object]]:
+def _source(fields: list[Field], runs: list[str] | None, has_acquired: bool = False) -> tuple[str, dict[str, object]]:
     """SELECT joining the tables the fields need on token_idx, and its parameters.
 
     With a per-run field the rows are (run, token) of ``runs`` (None: every
-    run, no filter); otherwise one pooled series named 'all runs'. ``{cols}``
-    is left for the caller.
+    run, no filter); otherwise one pooled series named 'all runs'. With
+    ``has_acquired`` (token_metrics has that column) and an AoA field, the
+    (run, token) pairs the run never acquired are left out. ``{cols}`` is left
+    for the caller.
     """
     tables = [t for t in (RUN_TABLE, CROSS_TABLE, NGRAM_TABLE) if any(f.table == t for f in fields)]
     head = f"{tables[0]} {ALIASES[tables[0]]}"
     joins = "".join(f" JOIN {t} {ALIASES[t]} USING (token_idx)" for t in tables[1:])
     if tables[0] != RUN_TABLE:
         return f"SELECT 'all runs' AS run_id, {{cols}} FROM {head}{joins}", {}
-    if runs is None:
-        return f"SELECT m.run_id, {{cols}} FROM {head}{joins}", {}
-    where = " WHERE m.run_id IN (SELECT unnest($runs::VARCHAR[]))"
-    return f"SELECT m.run_id, {{cols}} FROM {head}{joins}{where}", {"runs": runs}
+    conditions = ["m.acquired"] if has_acquired and any(f.is_aoa for f in fields) else []
+    if runs is not None:
+        conditions.append("m.run_id IN (SELECT unnest($runs::VARCHAR[]))")
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    return f"SELECT m.run_id, {{cols}} FROM {head}{joins}{where}", {"runs": runs} if runs is not None else {}
 
 
-def field_range(wh: Warehouse, field: Field) -> tuple[float, float]:
+def field_range(wh: Warehouse, field: Field, has_acquired: bool = False) -> tuple[float, float]:
     """(0.1%, 99.9%) quantiles of a field over all rows, estimated on a repeatable 100,000-row sample.
 
-    One range per field and warehouse version, so bins stay put when runs are toggled.
+    One range per field and warehouse version, so bins stay put when runs are
+    toggled. ``has_acquired``: as in :func:`_source`.
     """
+    acquired = f" AND {ALIASES[field.table]}.acquired" if has_acquired and field.is_aoa else ""
     row = wh.query(
         f"SELECT quantile_cont(x, [0.001, 0.999]) AS q FROM (SELECT {field.sql} AS x "
-        f"FROM {field.table} {ALIASES[field.table]} WHERE isfinite(x) "
+        f"FROM {field.table} {ALIASES[field.table]} WHERE isfinite(x){acquired} "
         "USING SAMPLE reservoir(100000 ROWS) REPEATABLE (7))"
     )["q"][0]
     if row is None:
@@ -121,15 +131,20 @@ def field_range(wh: Warehouse, field: Field) -> tuple[float, float]:
 
 
 def histogram(
-    wh: Warehouse, field: Field, runs: list[str] | None, value_range: tuple[float, float], bins: int = 60
+    wh: Warehouse,
+    field: Field,
+    runs: list[str] | None,
+    value_range: tuple[float, float],
+    bins: int = 60,
+    has_acquired: bool = False,
 ) -> pl.DataFrame:
     """Counts per bin of ``field`` over ``value_range`` per run (one pooled 'all runs' series for token tables).
 
-    ``runs`` None means every run.
+    ``runs`` None means every run; ``has_acquired``: as in :func:`_source`.
 
     Columns: run_id, x (bin center), count, width.
     """
-    source, params = _source([field], runs)
+    source, params = _source([field], runs, has_acquired)
     source = source.format(cols=f"{field.sql} AS x")
     return wh.query(
         f"""
@@ -151,6 +166,7 @@ def density(
     y_range: tuple[float, float],
     bins: int = 80,
     trend_bins: int = 20,
+    has_acquired: bool = False,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """2-D counts of (x, y) over the runs pooled, and the mean and std of y per x bin per run, from one scan.
 
@@ -158,10 +174,10 @@ def density(
     y; the pooled grid and the trend (x bins merged ``bins / trend_bins`` at a
     time) are exact sums of those cells. Values outside the ranges fall in the
     edge bins; trend bins with fewer than 0.1% of a run's rows are left out.
-    ``runs`` None means every run. Returns (cells: x, y, count; trend:
-    run_id, x, mean, std, n).
+    ``runs`` None means every run; ``has_acquired``: as in :func:`_source`.
+    Returns (cells: x, y, count; trend: run_id, x, mean, std, n).
     """
-    source, params = _source([y, x], runs)
+    source, params = _source([y, x], runs, has_acquired)
     source = source.format(cols=f"{x.sql} AS x, {y.sql} AS y")
     rows = wh.query(
         f"""
@@ -237,6 +253,14 @@ def mean_curves_by_frequency(wh: Warehouse, run_id: str, sample_tokens: int = 65
         """,
         {"files": files, "steps": done["step"].to_list(), "sample": sample_tokens, "run": run_id},
     )
+
+
+def not_acquired_count(wh: Warehouse, runs: list[str] | None) -> int:
+    """(run, token) pairs of ``runs`` (None: all) that the run never acquired (``token_metrics.acquired`` false)."""
+    if runs is None:
+        return int(wh.query("SELECT count(*) AS n FROM token_metrics WHERE NOT acquired")["n"][0])
+    sql = "SELECT count(*) AS n FROM token_metrics WHERE NOT acquired AND list_contains(?, run_id)"
+    return int(wh.query(sql, [runs])["n"][0])
 
 
 def merge_frequency_bins(ventiles: pl.DataFrame, n_bins: int) -> pl.DataFrame:

@@ -94,3 +94,25 @@ def traces_downsampled(
 def spikes(wh: Warehouse, runs: list[str]) -> pl.DataFrame:
     """Detected spikes of ``runs`` (table ``spikes``, written by `ldw spikes`)."""
     return wh.query("SELECT * FROM spikes WHERE list_contains(?, run_id) ORDER BY run_id, trace, spike_id", [runs])
+
+
+PROBE_AGGREGATES = {"qk_sigma1": "max", "attn_max_logit": "max"}  # others: the mean over layers and heads
+
+
+def weight_probe_names(wh: Warehouse) -> list[str]:
+    """The weight-probe series stored (table ``weight_probes``), in name order."""
+    return wh.query("SELECT DISTINCT name FROM weight_probes ORDER BY name")["name"].to_list()
+
+
+def weight_probe_series(wh: Warehouse, runs: list[str], names: list[str]) -> pl.DataFrame:
+    """One value per (run, name, step) of the weight probes: the max over layers and heads for σ1 and the max
+    attention logit, the mean otherwise (model-level series have one row). Columns: run_id, name, step, value."""
+    return wh.query(
+        """
+        SELECT run_id, name, step,
+               CASE WHEN list_contains($maxed, name) THEN max(value) ELSE avg(value) END AS value
+        FROM weight_probes WHERE list_contains($runs, run_id) AND list_contains($names, name) AND isfinite(value)
+        GROUP BY run_id, name, step ORDER BY run_id, name, step
+        """,
+        {"runs": runs, "names": names, "maxed": [n for n, how in PROBE_AGGREGATES.items() if how == "max"]},
+    )

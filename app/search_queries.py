@@ -32,11 +32,12 @@ class Ranking:
     run_column: str | None
     crossrun_column: str
     descending: bool
+    needs_acquired: bool = False  # an AoA ranking: tokens a run never acquired have no AoA to rank
 
 
 RANKINGS = {
-    "latest_aoa": Ranking("latest age of acquisition", "aoa_log10_step", "mean_aoa_log10_step", True),
-    "earliest_aoa": Ranking("earliest age of acquisition", "aoa_log10_step", "mean_aoa_log10_step", False),
+    "latest_aoa": Ranking("latest age of acquisition", "aoa_log10_step", "mean_aoa_log10_step", True, True),
+    "earliest_aoa": Ranking("earliest age of acquisition", "aoa_log10_step", "mean_aoa_log10_step", False, True),
     "most_forgotten": Ranking("most forgotten (forgettability)", "forgettability", "mean_forgettability", True),
     "most_variable_seeds": Ranking("most variable across seeds", None, "crossrun_var", True),
     "most_variable_within": Ranking("most variable late in training", "within_run_var", "mean_within_run_var", True),
@@ -73,23 +74,23 @@ def available_rankings(tables: dict[str, tuple[str, ...]]) -> dict[str, tuple[bo
     return found
 
 
-def rank_tokens(wh: Warehouse, key: str, run_id: str | None, limit: int = 200) -> pl.DataFrame:
+def rank_tokens(
+    wh: Warehouse, key: str, run_id: str | None, limit: int = 200, has_acquired: bool = False
+) -> pl.DataFrame:
     """Tokens ranked by a metric: one run's ``token_metrics``, or ``crossrun_metrics`` when ``run_id`` is None.
 
     The top ``limit`` rows are found first and only they are joined to their
-    text; ``total`` is NULL (a ranking has no match count).
+    text; ``total`` is NULL (a ranking has no match count). With
+    ``has_acquired`` (token_metrics has the ``acquired`` column) an AoA ranking
+    of one run leaves out the tokens it never acquired.
     """
     ranking = RANKINGS[key]
     direction = "DESC" if ranking.descending else "ASC"
     if run_id is None or ranking.run_column is None:
         table, column, where, params = "crossrun_metrics", ranking.crossrun_column, "true", {"limit": limit}
     else:
-        table, column, where, params = (
-            "token_metrics",
-            ranking.run_column,
-            "run_id = $run",
-            {"limit": limit, "run": run_id},
-        )
+        where = "run_id = $run AND acquired" if has_acquired and ranking.needs_acquired else "run_id = $run"
+        table, column, params = "token_metrics", ranking.run_column, {"limit": limit, "run": run_id}
     return wh.query(
         f"""
         WITH top AS (

@@ -51,7 +51,8 @@ def _cached(fn: Callable[..., Any], shared: bool) -> Callable[..., Any]:
     if (fn, shared) not in _CACHED:
 
         def run(root: str, version: str, args: tuple[Any, ...]) -> Any:
-            return fn(Warehouse.open(Path(root), read_only=True), *args)
+            # Source.at opened (and checked) the warehouse this run: no second connection just to check it again
+            return fn(Warehouse(Path(root), read_only=True), *args)
 
         run.__qualname__ = run.__name__ = f"{fn.__module__}.{fn.__qualname__}"
         run.__module__ = fn.__module__

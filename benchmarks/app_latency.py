@@ -12,7 +12,17 @@ token's curves for all runs < 200 ms, population density views < 1 s.
     python -m benchmarks.app_latency                                   # 1M x 5 x 222 (~13 GB, long build)
     python -m benchmarks.app_latency --tokens 65536 --runs 2 --checkpoints 20 --dir /tmp/ldw-bench-small
 
-Prints a table and writes ``benchmarks/results/app_latency.json``.
+``--first-render WAREHOUSE`` instead measures what a user waits for: ``ldw app
+WAREHOUSE`` is started as a real server, and a headless Chromium (Debian's
+/usr/bin/chromium, driven by Playwright) opens new sessions on it; each time is
+from opening the URL to the page's first figure drawn with the script run
+over. Target: under 5 s for the first page of a new session on the demo
+warehouse (``ldw demo``).
+
+    python -m benchmarks.app_latency --first-render ldw-demo
+
+Prints a table and writes ``benchmarks/results/app_latency.json`` (the
+first-render figures under ``first_render``; each mode keeps the other's).
 """
 
 from __future__ import annotations
@@ -24,7 +34,8 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +50,13 @@ from ldw.testing import SyntheticSpec, build_synthetic_warehouse, write_token_cu
 from ldw.warehouse import Warehouse
 
 RESULTS = Path(__file__).resolve().parent / "results" / "app_latency.json"
+CHROMIUM = Path("/usr/bin/chromium")
+FIRST_RENDER_TARGET_S = 5.0
+SETTLED = """() => {
+    const plot = document.querySelector('.js-plotly-plot');
+    return !document.querySelector('[data-testid=stStatusWidgetRunningIcon]')
+        && !document.querySelector('[data-stale=true]') && plot !== null && (plot.data || []).length > 0;
+}"""
 SPEC_FILE = "benchmark_spec.json"
 SEQ_LEN = 128
 
@@ -163,6 +181,112 @@ def measure(root: Path, repeats: int, n_tokens: int, seed: int) -> dict[str, dic
     return out
 
 
+ONE_CHART_APP = (
+    "import plotly.graph_objects as go\nimport streamlit as st\n"
+    "st.header('one chart')\nst.plotly_chart(go.Figure(go.Scatter(x=[1, 2, 3], y=[1, 3, 2])))\n"
+)
+
+
+def _time_page(context: Any, url: str) -> float:
+    """Seconds from opening ``url`` in a new tab of ``context`` to its first figure drawn, the script run over."""
+    page = context.new_page()
+    try:
+        page.set_default_timeout(300_000)
+        start = time.perf_counter()
+        page.goto(url)
+        page.wait_for_function(SETTLED)
+        return time.perf_counter() - start
+    finally:
+        page.close()
+
+
+def _new_session(browser: Any, url: str) -> float:
+    """:func:`_time_page` in a fresh browser context: no cookies, no cached scripts, like a first visit."""
+    context = browser.new_context(viewport={"width": 1500, "height": 1200})
+    try:
+        return _time_page(context, url)
+    finally:
+        context.close()
+
+
+@contextmanager
+def _serving(command: list[str]) -> Iterator[tuple[str, float]]:
+    """Run ``command`` (a Streamlit server; ``{port}`` is filled in) until healthy: (URL, seconds to healthy)."""
+    import socket
+    import subprocess
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    started = time.perf_counter()
+    server = subprocess.Popen(
+        [part.format(port=port) for part in command], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.read() == b"ok":
+                        break
+            except OSError:
+                if server.poll() is not None:
+                    raise SystemExit(f"{command[:4]} exited with {server.returncode}") from None
+                time.sleep(0.2)
+        yield url, time.perf_counter() - started
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def first_render(warehouse: Path, repeats: int) -> dict[str, Any]:
+    """Time new browser sessions on ``ldw app WAREHOUSE`` (see the module docstring).
+
+    Also times, the same way, a minimal Streamlit page with one three-point
+    Plotly chart: the floor that loading Streamlit's and Plotly's scripts sets
+    on this machine at this load, so the app's own cost can be told apart.
+    """
+    import sys
+    import tempfile
+
+    from playwright.sync_api import sync_playwright
+
+    out: dict[str, Any] = {"warehouse": str(Path(warehouse).resolve()), "target_s": FIRST_RENDER_TARGET_S}
+    command = [sys.executable, "-m", "ldw", "app", "-w", str(warehouse), "--port", "{port}"]
+    with tempfile.TemporaryDirectory() as tmp, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox"])
+        try:
+            with _serving(command) as (url, ready):
+                out["server_ready_s"] = round(ready, 2)
+                sessions = [_new_session(browser, url) for _ in range(repeats)]
+                out["first_session_s"] = round(sessions[0], 2)
+                out["later_new_sessions_s"] = [round(t, 2) for t in sessions[1:]]
+                returning = browser.new_context(viewport={"width": 1500, "height": 1200})
+                _time_page(returning, url)
+                out["returning_session_s"] = round(_time_page(returning, url), 2)  # scripts in the browser cache
+                returning.close()
+                out["token_page_new_session_s"] = round(_new_session(browser, f"{url}/?page=tokens&token=100"), 2)
+                out["spikes_page_new_session_s"] = round(_new_session(browser, f"{url}/?page=spikes"), 2)
+            script = Path(tmp) / "one_chart.py"
+            script.write_text(ONE_CHART_APP)
+            minimal = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", "{port}"]
+            with _serving([*minimal, "--server.headless", "true"]) as (url, _):
+                out["one_chart_page_new_session_s"] = round(min(_new_session(browser, url) for _ in range(2)), 2)
+        finally:
+            browser.close()
+    out["load_average_1m"] = round(os.getloadavg()[0], 2)
+    return out
+
+
+def _save(key: str, value: Any) -> None:
+    """Write one key of the results file, keeping the others."""
+    stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    stored[key] = value
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(stored, indent=2) + "\n")
+
+
 def main() -> None:
     """Parse arguments, build or reuse the warehouse, time, print and save."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -176,7 +300,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-smoothed", action="store_true", help="skip token_curves_smoothed (saves ~4 GB)")
     parser.add_argument("--no-token-major", action="store_true", help="skip the token-major token_curves_raw")
+    parser.add_argument("--first-render", type=Path, metavar="WAREHOUSE", help="time new browser sessions instead")
     args = parser.parse_args()
+    if args.first_render is not None:
+        figures = first_render(args.first_render, max(2, args.repeats))
+        for name, value in figures.items():
+            print(f"{name:32s} {value}")
+        _save("first_render", figures)
+        print(f"wrote {RESULTS}")
+        return
     spec = spec_from_args(args)
     facts = ensure_warehouse(args.dir, spec, token_major=not args.no_token_major)
     results = measure(args.dir, args.repeats, spec.n_tokens, seed=0)
@@ -188,10 +320,12 @@ def main() -> None:
     print(f"{'query':62s} {'median ms':>10s} {'max ms':>10s} {'calls':>6s}")
     for name, row in results.items():
         print(f"{name:62s} {row['median_ms']:10.1f} {row['max_ms']:10.1f} {row['calls']:6d}")
+    stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(
             {
+                **({"first_render": stored["first_render"]} if "first_render" in stored else {}),
                 "size": {
                     "tokens": spec.n_tokens,
                     "runs": spec.n_runs,

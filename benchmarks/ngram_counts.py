@@ -3,8 +3,9 @@
 Tokens are drawn i.i.d. from a Zipf(1.1) distribution over the vocabulary and
 cut into documents of geometric length, so nearly every 4- and 5-gram is new: a
 worst case for the number of distinct n-grams (real text repeats more). Only
-the counter's time is measured (generating the tokens is not), then the lookup
-of every position of a synthetic evaluation set (``ngram_features``).
+the counter's time is measured (generating the tokens is not), with start
+padding and the released pruning (3- to 5-grams seen once), then the lookup of
+every position but the first of a synthetic evaluation set (``raw_features``).
 
     python -m benchmarks.ngram_counts                      # 20M tokens, vocab 50k
     python -m benchmarks.ngram_counts --tokens 200000      # tiny, for CI
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ldw.ngrams.counts import DEFAULT_CHUNK_TOKENS, NgramCounter
-from ldw.ngrams.features import ngram_features
+from ldw.ngrams.features import raw_features
 
 BLOCK_TOKENS = 1 << 20
 
@@ -56,20 +57,22 @@ def run(args: argparse.Namespace) -> dict:
     cdf = np.cumsum(weights) / weights.sum()
     cdf[-1] = 1.0
     baseline_mb = peak_rss_mb()
-    counter = NgramCounter(args.vocab, args.max_n, args.chunk_tokens)
+    counter = NgramCounter(args.vocab, args.max_n, args.chunk_tokens, start_pad=True)
     count_s = count_cpu_s = 0.0
     for start in range(0, args.tokens, BLOCK_TOKENS):
         docs = zipf_documents(rng, cdf, min(BLOCK_TOKENS, args.tokens - start), args.doc_len)
         _, wall, cpu = timed(counter.update, docs)
         count_s, count_cpu_s = count_s + wall, count_cpu_s + cpu
-    counts, wall, cpu = timed(counter.finish)
+    full, wall, cpu = timed(counter.finish)
+    count_s, count_cpu_s = count_s + wall, count_cpu_s + cpu
+    counts, wall, cpu = timed(full.pruned, 2, 3)
     count_s, count_cpu_s = count_s + wall, count_cpu_s + cpu
     count_peak_mb = peak_rss_mb()
     n_eval_seqs = args.eval_tokens // args.eval_seq_len
     eval_seqs = [np.searchsorted(cdf, rng.random(args.eval_seq_len)) for _ in range(n_eval_seqs)]
-    seq_id = np.repeat(np.arange(len(eval_seqs)), args.eval_seq_len)
-    position = np.tile(np.arange(args.eval_seq_len), len(eval_seqs))
-    features, lookup_s, lookup_cpu_s = timed(ngram_features, counts, eval_seqs, seq_id, position)
+    seq_id = np.repeat(np.arange(len(eval_seqs)), args.eval_seq_len - 1)
+    position = np.tile(np.arange(1, args.eval_seq_len), len(eval_seqs))
+    features, lookup_s, lookup_cpu_s = timed(raw_features, counts, eval_seqs, seq_id, position)
     return {
         "config": vars(args),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
@@ -80,7 +83,8 @@ def run(args: argparse.Namespace) -> dict:
             "cpu_seconds": round(count_cpu_s, 3),
             "tokens_per_s": round(counts.n_tokens / count_s) if count_s else None,
         },
-        "distinct_ngrams": [counts.distinct(k) for k in range(1, args.max_n + 1)],
+        "distinct_ngrams": [full.distinct(k) for k in range(1, args.max_n + 1)],
+        "distinct_ngrams_after_pruning": [counts.distinct(k) for k in range(1, args.max_n + 1)],
         "lookup": {
             "tokens": features.height,
             "seconds": round(lookup_s, 3),

@@ -39,6 +39,7 @@ from benchmarks.sweep_throughput import H100_BF16_FLOPS, SHAPES, build_model
 from ldw.probe.loading import load_causal_lm
 from ldw.probe.scoring import EvalBatchPlan, score_surprisal
 from ldw.warehouse import CheckpointRecord, RunRecord, Warehouse
+from ldw.warehouse.clock import utcnow
 
 H100_FLOOR_160M = 2.77e6  # docs/performance.md: FLOP floor at 790 TFLOP/s
 RESULTS = Path(__file__).parent / "results"
@@ -115,6 +116,7 @@ def measure_write(tokens: int, writes: int, root: Path) -> dict:
         }
     )
     wh.write_eval_set(sequences, eval_tokens, {"seq_len": WINDOW}, "fp", 50304)
+    eval_id = wh.require_eval_id()
     seconds, sizes, catalog = [], [], []
     for step in range(writes):
         values = rng.gamma(2.0, 2.5, size=tokens).astype(np.float32)  # surprisal-like spread, mean 5 bits
@@ -122,8 +124,10 @@ def measure_write(tokens: int, writes: int, root: Path) -> dict:
         path = wh.write_surprisal("bench", step, values, "sweep")
         seconds.append(time.perf_counter() - start)
         sizes.append(os.path.getsize(path))
+        cataloged = wh.query("SELECT surprisal_file FROM checkpoints WHERE run_id = 'bench' AND step = ?", [step])
         start = time.perf_counter()  # the catalog update alone: what a shard holds the catalog lock for
-        wh.mark_checkpoint_done("bench", step, path, tokens, "sweep")  # re-marks: same UPDATE
+        # re-marks with what write_surprisal cataloged: the same UPDATE and evaluation-set check
+        wh.mark_checkpoint_done("bench", step, cataloged["surprisal_file"][0], tokens, "sweep", eval_id, utcnow())
         catalog.append(time.perf_counter() - start)
     median_s, median_bytes = statistics.median(seconds), statistics.median(sizes)
     return {

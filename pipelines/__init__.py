@@ -17,6 +17,8 @@ _EXPORTS = {
     "open": "ldw.workbench",
     "Workbench": "ldw.workbench",
     "LdwError": "ldw.errors",
+    "LdwWarning": "ldw.errors",
+    "SettingsError": "ldw.errors",
     "IngestConfig": "ldw.ingest.config",
     "IngestResult": "ldw.ingest.config",
     "EvalSetConfig": "ldw.sweep.config",

@@ -7,7 +7,18 @@ pipelines, use :func:`first_line` too.
 
 
 class LdwError(Exception):
-    """A user-facing failure: the message names the file or run and what is wrong."""
+    """A user-facing failure: the message names the file or run and what is wrong (``ldw`` exits 1)."""
+
+
+class SettingsError(LdwError, ValueError):
+    """A setting is malformed, out of range or unusable here; refused before anything is written.
+
+    The command line reports it like a usage error: one line, exit code 2.
+    """
+
+
+class LdwWarning(UserWarning):
+    """A result was computed but deserves care (too few checkpoints, a leaky reference corpus); the message says why."""
 
 
 def first_line(exc: BaseException) -> str:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import pickle
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -10,7 +14,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
 from ldw.errors import first_line
-from ldw.probe.errors import ProbeError
+from ldw.probe.errors import DeviceError, ProbeError
 
 HF_WEIGHT_FILES = (
     "model.safetensors",
@@ -20,13 +24,34 @@ HF_WEIGHT_FILES = (
 )
 STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 STATE_DICT_PREFIXES = ("module.", "_orig_mod.")
+# how torch names what a weights-only unpickler refused ("Unsupported global: GLOBAL x", "unsupported GLOBAL x ...")
+_PICKLE_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+SINGLE_THREAD_MAX_HIDDEN = 128  # narrower models run faster on one CPU thread (tiny ops)
+
+
+@contextmanager
+def cpu_threads(device: torch.device, hidden_size: int) -> Iterator[int]:
+    """Use one intra-op thread for narrow models on CPU when training, scoring or probing them.
+
+    Their ops are too small to split, and on shared cores the threads'
+    synchronisation costs several times the work (a tiny model's sweep took
+    3-6x the CPU time on 2 threads). Restores the previous thread count
+    afterwards; yields the thread count in use.
+    """
+    previous = torch.get_num_threads()
+    single = device.type == "cpu" and hidden_size <= SINGLE_THREAD_MAX_HIDDEN
+    torch.set_num_threads(1 if single else previous)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
 
 
 def resolve_device(device: str) -> torch.device:
     """Turn "auto" | "cpu" | "cuda" | "cuda:i" into a device ("auto" picks CUDA when present).
 
     Anything else, CUDA when it is not available, or a CUDA index beyond the
-    GPUs present is a one-line ProbeError.
+    GPUs present is a one-line DeviceError (a ProbeError and a SettingsError).
     """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -35,11 +60,11 @@ def resolve_device(device: str) -> torch.device:
     except (RuntimeError, ValueError):
         dev = None
     if dev is None or dev.type not in ("cpu", "cuda") or (dev.type == "cpu" and dev.index not in (None, 0)):
-        raise ProbeError(f"device '{device}': expected auto, cpu, cuda or cuda:N")
+        raise DeviceError(f"device '{device}': expected auto, cpu, cuda or cuda:N")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ProbeError(f"device '{device}' requested but CUDA is not available")
+        raise DeviceError(f"device '{device}' requested but CUDA is not available")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ProbeError(f"device '{device}': only {torch.cuda.device_count()} CUDA device(s) present")
+        raise DeviceError(f"device '{device}': only {torch.cuda.device_count()} CUDA device(s) present")
     return dev
 
 
@@ -60,8 +85,9 @@ def load_causal_lm(
     except (ValueError, KeyError, OSError, json.JSONDecodeError) as exc:
         raise ProbeError(f"{path}: cannot read config.json ({first_line(exc)})") from exc
     hf_logging.disable_progress_bar()  # the sweep draws its own progress
+    weights = next((path / name for name in HF_WEIGHT_FILES if (path / name).is_file()), None)
     try:
-        if any((path / name).is_file() for name in HF_WEIGHT_FILES):
+        if weights is not None:
             model = AutoModelForCausalLM.from_pretrained(
                 path, dtype=dtype, trust_remote_code=trust_remote_code, attn_implementation="sdpa"
             )
@@ -69,9 +95,22 @@ def load_causal_lm(
             model = _from_state_dict(path, config, dtype, trust_remote_code)
     except ProbeError:
         raise
+    except pickle.UnpicklingError as exc:
+        raise _pickle_refusal(weights or path, exc) from exc
     except Exception as exc:
         raise ProbeError(f"{path}: cannot load weights ({first_line(exc)})") from exc
     return model.to(device).eval()
+
+
+def _pickle_refusal(path: Path, exc: pickle.UnpicklingError) -> ProbeError:
+    """The error for pickled weights that ``weights_only=True`` refuses: what they reference, and the way on."""
+    found = _PICKLE_GLOBAL.search(str(exc))
+    if found is None:  # a damaged pickle rather than a refused one
+        return ProbeError(f"{path}: cannot load weights (pickle data is damaged: {first_line(exc)})")
+    return ProbeError(
+        f"{path}: refused: the pickled weights reference {found.group(1)}, which a weights-only load does not "
+        "allow (ldw never runs code from a checkpoint); save them as safetensors to score this checkpoint"
+    )
 
 
 def _from_state_dict(path: Path, config, dtype: torch.dtype, trust_remote_code: bool) -> PreTrainedModel:
@@ -85,7 +124,10 @@ def _from_state_dict(path: Path, config, dtype: torch.dtype, trust_remote_code: 
 
         state = load_file(file)
     else:
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(file, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            raise _pickle_refusal(file, exc) from exc
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

@@ -14,6 +14,7 @@ error halves it and the same batch is scored again.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,10 +50,18 @@ class EvalBatchPlan:
     def __post_init__(self) -> None:
         if self.input_ids.ndim != 2:
             raise ProbeError("evaluation sequences must be a 2-D array [sequences, length]")
+        if self.seq_ids.shape != self.positions.shape or self.seq_ids.ndim != 1:
+            raise ProbeError("evaluation tokens need one sequence id and one position each")
         if len(self.seq_ids) and np.any(np.diff(self.seq_ids) < 0):
             raise ProbeError("evaluation tokens must be ordered by sequence")
+        if len(self.seq_ids) and (self.seq_ids[0] < 0 or self.seq_ids[-1] >= self.input_ids.shape[0]):
+            raise ProbeError(f"evaluation tokens name sequences outside 0..{self.input_ids.shape[0] - 1}")
+        if len(self.positions) and self.positions.max() >= self.input_ids.shape[1]:
+            raise ProbeError(f"evaluation tokens name positions beyond the sequence length {self.input_ids.shape[1]}")
         if self.prefix_token_id is None and len(self.positions) and self.positions.min() < 1:
             raise ProbeError("position 0 can only be scored with a prefix token")
+        if self.prefix_token_id is not None and self.prefix_token_id < 0:
+            raise ProbeError(f"prefix token id {self.prefix_token_id} is negative")
 
 
 @dataclass(frozen=True)
@@ -104,7 +113,9 @@ def score_surprisal(
     """Surprisal in bits of every planned token, in plan order (float32; float64 for a float64 model).
 
     ``on_batch`` is called with the number of tokens scored after each batch
-    (for progress bars).
+    (for progress bars). A batch size below 1, a token id the model's embedding
+    does not have, or any planned token left unscored is a ProbeError: the
+    result never holds a value that was not computed.
     """
     return score_plan(model, plan, ScoreOptions(batch_size), on_batch).values
 
@@ -116,7 +127,15 @@ def score_plan(
     options: ScoreOptions = ScoreOptions(),
     on_batch: Callable[[int], None] | None = None,
 ) -> ScoreResult:
-    """Score the plan as ``options`` say; out-of-memory halves the batch and retries it (down to one sequence)."""
+    """Score the plan as ``options`` say; out-of-memory halves the batch and retries it (down to one sequence).
+
+    A batch size below 1, a token id the model's embedding does not have, or any planned token left
+    unscored is a ProbeError: the result never holds a value that was not computed.
+    """
+    size = options.batch_size
+    if size is not None and (isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1):
+        raise ProbeError(f"batch size must be a whole number of at least 1, not {size!r}")
+    _check_vocabulary(model, plan)
     device = next(model.parameters()).device
     ids = torch.as_tensor(plan.input_ids, dtype=torch.long)
     if plan.prefix_token_id is not None:
@@ -139,10 +158,10 @@ def score_plan(
     dev_pos = _to_device(torch.as_tensor(plan.positions, dtype=torch.long), device) + shift
     dev_targets = _to_device(torch.as_tensor(plan.input_ids[plan.seq_ids, plan.positions], dtype=torch.long), device)
     out_dtype = torch.float64 if next(model.parameters()).dtype == torch.float64 else torch.float32
-    out = torch.empty(len(plan.seq_ids), dtype=out_dtype, device=device)
+    out = torch.full((len(plan.seq_ids),), math.nan, dtype=out_dtype, device=device)
     # sequences are dense 0..S-1 and tokens ordered by sequence: a batch of sequences owns a slice of tokens
     bounds = np.searchsorted(plan.seq_ids, np.arange(n_seq + 1))
-    start = 0
+    start, written = 0, 0
     while start < n_seq:
         stop = min(start + batch, n_seq)
         lo, hi = int(bounds[start]), int(bounds[stop])
@@ -164,9 +183,12 @@ def score_plan(
             batch = _halved(stop - start, ids.shape[1], device)
             continue
         out[lo:hi] = values
+        written += hi - lo
         if on_batch is not None:
             on_batch(hi - lo)
         start = stop
+    if written != len(plan.seq_ids):
+        raise ProbeError(f"scored {written} of {len(plan.seq_ids)} planned tokens; no surprisal is returned")
     return ScoreResult(_to_host(out), batch, head_used)
 
 
@@ -216,6 +238,30 @@ def _head(
         except Exception as exc:  # a kernel that cannot run this input: the exact head takes over, on record
             head_used = f"chunked ({head_used} failed: {first_line(exc)})"
     return _head_surprisal(head, hidden, targets), None, head_used
+
+
+def _check_vocabulary(model: PreTrainedModel, plan: EvalBatchPlan) -> None:
+    """Every input id (and the prefix token) must index the model's input embedding."""
+    size = model.get_input_embeddings().num_embeddings
+    highest = int(plan.input_ids.max()) if plan.input_ids.size else -1
+    if plan.prefix_token_id is not None:
+        highest = max(highest, plan.prefix_token_id)
+    lowest = int(plan.input_ids.min()) if plan.input_ids.size else 0
+    if highest >= size or lowest < 0:
+        bad = highest if highest >= size else lowest
+        raise ProbeError(f"token id {bad} is outside the model's vocabulary of {size} embeddings")
+
+
+def _check_vocabulary(model: PreTrainedModel, plan: EvalBatchPlan) -> None:
+    """Every input id (and the prefix token) must index the model's input embedding."""
+    size = model.get_input_embeddings().num_embeddings
+    highest = int(plan.input_ids.max()) if plan.input_ids.size else -1
+    if plan.prefix_token_id is not None:
+        highest = max(highest, plan.prefix_token_id)
+    lowest = int(plan.input_ids.min()) if plan.input_ids.size else 0
+    if highest >= size or lowest < 0:
+        bad = highest if highest >= size else lowest
+        raise ProbeError(f"token id {bad} is outside the model's vocabulary of {size} embeddings")
 
 
 def _head_surprisal(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,25 @@ from ldw.sweep.evalset import build_eval_set
 from ldw.train.config import TrainConfig
 from ldw.train.trainer import train_run
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--runslow``: also run the full-size versions of long tests (marked ``full``); ``--chaos-rounds N``."""
+    parser.addoption("--runslow", action="store_true", help="also run the full-size tests marked 'full' (minutes)")
+    parser.addoption(
+        "--chaos-rounds", type=int, default=1, help="rounds of the warehouse chaos test (random concurrent commands)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the tests marked ``full`` unless ``--runslow`` is given."""
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="full-size version: run with --runslow")
+    for item in items:
+        if "full" in item.keywords:
+            item.add_marker(skip)
+
+
 TINY_TRAIN = TrainConfig(steps=24, save_every=8, batch_size=8, seq_len=32, vocab_size=320, warmup_steps=4, device="cpu")
 TINY_EVAL = EvalSetConfig(corpus="builtin", split="heldout", seq_len=32, n_sequences=40)
 

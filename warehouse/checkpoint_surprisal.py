@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 
 from ldw.warehouse.catalog import Warehouse
 from ldw.warehouse.errors import WarehouseError
+from ldw.warehouse.storage import damaged_file
 
 
 def checkpoint_surprisal(wh: Warehouse, run_id: str, step: int) -> np.ndarray:
@@ -16,7 +18,10 @@ def checkpoint_surprisal(wh: Warehouse, run_id: str, step: int) -> np.ndarray:
     if rows.height == 0:
         raise WarehouseError(f"{wh.root}: run '{run_id}' has no completed surprisal file at step {step}")
     path = wh.store.path(rows["surprisal_file"][0])
-    table = wh.store.parquet_file(path).read(columns=["token_idx", "surprisal_bits"])
+    try:
+        table = wh.store.parquet_file(path).read(columns=["token_idx", "surprisal_bits"])
+    except (pa.ArrowException, OSError) as exc:
+        raise damaged_file(path, exc) from exc
     values = table.column("surprisal_bits").to_numpy()
     order = table.column("token_idx").to_numpy()
     if not np.array_equal(order, np.arange(len(order))):

@@ -1,10 +1,14 @@
 """Derived tables (metrics, n-gram stats, spikes, ...): Parquet parts plus recorded parameters.
 
 Every write makes a new version folder (``derived/TABLE/v-<8 hex digits>``, see
-:mod:`ldw.warehouse.tables`) and switches the catalog to it in one transaction,
-so readers see the old table or the new one, never a mix and never none, on a
-local disk and on object storage alike. A crash before the switch leaves the
-old table and an uncataloged version folder that the next rewrite removes.
+:mod:`ldw.warehouse.tables`; the tables written together share the version id)
+and switches the catalog to it in one transaction, so readers see the old table
+or the new one, never a mix and never none, on a local disk and on object
+storage alike. Once its parts are complete, each version folder gets a marker
+(``_ldw_version.json``: parameters and the tables written with it) from which
+the catalog can be rebuilt. A crash before the switch leaves the old table and
+an uncataloged version folder that the next rewrite removes; the writer lock
+(:mod:`ldw.warehouse.lock`) keeps another command from writing meanwhile.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import pyarrow as pa
 
 from ldw.warehouse.clock import utcnow
 from ldw.warehouse.failpoints import failpoint
+from ldw.warehouse.records import VERSION_MARKER, dumps
 from ldw.warehouse.tables import table_spec
 
 PartWriter = Callable[[str, pa.Table | pl.DataFrame], None]
@@ -105,8 +110,9 @@ class DerivedMixin:
 
     @contextmanager
     def _new_versions(self, names: list[str]) -> Iterator[dict[str, str]]:
-        """A new, uncataloged version folder per table; removed again if the block raises."""
-        locations = {name: table_spec(name, "derived").location(uuid.uuid4().hex[:8]) for name in names}
+        """A new, uncataloged version folder per table (one version id for all); removed again if the block raises."""
+        version_id = uuid.uuid4().hex[:8]
+        locations = {name: table_spec(name, "derived").location(version_id) for name in names}
         try:
             yield locations
         except BaseException:
@@ -121,8 +127,24 @@ class DerivedMixin:
         self.store.write(arrow, self.store.path(spec.part_file(location, part)), spec.version)
 
     def _switch(self, written: dict[str, tuple[dict[str, Any], str]], drop: Sequence[str]) -> None:
-        """Point the catalog at the new versions and drop ``drop``, in one transaction; then remove old versions."""
-        now = utcnow()
+        """Switch to the new versions: markers, then catalog and views in one transaction (dropping ``drop``).
+
+        Each new version folder first gets its marker (its parts are complete);
+        the old versions are removed after the switch.
+        """
+        computed_at = utcnow()
+        eval_id = self.eval_id()
+        for name, (params, location) in written.items():
+            marker = {
+                "table": name,
+                "version_id": location.rsplit("/v-", 1)[1],
+                "tables": sorted(written),
+                "params": params,
+                "schema_version": table_spec(name).version,
+                "eval_id": eval_id,
+                "computed_at": computed_at.isoformat(),
+            }
+            self.store.write_text(dumps(marker), self.store.path(location, VERSION_MARKER))
         with self.connect() as con:
             con.execute("BEGIN")
             for name in drop:
@@ -134,13 +156,13 @@ class DerivedMixin:
                     [
                         name,
                         json.dumps(params, sort_keys=True, default=str),
-                        now,
+                        computed_at,
                         table_spec(name).version,
                         location,
                     ],
                 )
+            self._create_views(con, in_transaction=True)
             con.execute("COMMIT")
-            self._create_views(con)
         failpoint("derived-switched")
         for name in [*written, *drop]:
             self._remove_other_versions(name, keep=written[name][1] if name in written else None)

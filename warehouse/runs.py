@@ -4,12 +4,29 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import polars as pl
 
 from ldw.warehouse.clock import utcnow
 from ldw.warehouse.errors import WarehouseError
+from ldw.warehouse.records import RUN_RECORD, SWEEP_RECORD, dumps, run_record, sweep_record
+
+RUN_COLUMNS = (
+    "run_id",
+    "name",
+    "seed",
+    "source",
+    "source_kind",
+    "arch",
+    "model_config",
+    "tokenizer_path",
+    "tokenizer_fingerprint",
+    "tokens_per_step",
+    "metadata",
+    "ingested_at",
+)
 
 
 @dataclass(frozen=True)
@@ -51,23 +68,33 @@ class RunsMixin:
                 f"{run.source}: run id '{run.run_id}' is already used by {existing['source'][0]}; "
                 "pass --name to give this run another name"
             )
-        self.execute(
-            "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                run.run_id,
-                run.name,
-                run.seed,
-                run.source,
-                run.source_kind,
-                run.arch,
-                json.dumps(run.model_config, sort_keys=True, default=str),
-                run.tokenizer_path,
-                run.tokenizer_fingerprint,
-                run.tokens_per_step,
-                json.dumps(run.metadata, sort_keys=True, default=str),
-                utcnow(),
-            ],
-        )
+        with self.connect() as con:
+            con.execute(
+                f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))}) "
+                f"ON CONFLICT (run_id) DO UPDATE SET {', '.join(f'{c} = excluded.{c}' for c in RUN_COLUMNS[1:])}",
+                [
+                    run.run_id,
+                    run.name,
+                    run.seed,
+                    run.source,
+                    run.source_kind,
+                    run.arch,
+                    json.dumps(run.model_config, sort_keys=True, default=str),
+                    run.tokenizer_path,
+                    run.tokenizer_fingerprint,
+                    run.tokens_per_step,
+                    json.dumps(run.metadata, sort_keys=True, default=str),
+                    utcnow(),
+                ],
+            )
+        self.save_run_record(run.run_id)
+
+    def save_run_record(self, run_id: str) -> None:
+        """Write ``runs/RUN_ID.json`` from the catalog (see :mod:`ldw.warehouse.records`)."""
+        with self.connect() as con:
+            record = run_record(con, run_id)
+        if record is not None:
+            self.store.write_text(dumps(record), self.store.path(RUN_RECORD.format(run_id=run_id)))
 
     def upsert_checkpoints(self, run_id: str, checkpoints: list[CheckpointRecord]) -> int:
         """Register checkpoints; keep sweep results whose weights did not change.
@@ -103,6 +130,7 @@ class RunsMixin:
                     [run_id, ck.step, ck.tokens_seen, ck.path, ck.content_hash, ck.duplicate_of],
                 )
             con.execute("COMMIT")
+        self.save_run_record(run_id)
         for path in stale:  # only once the catalog no longer points at them
             self.store.remove(self.store.path(path))
         return changed
@@ -138,12 +166,46 @@ class RunsMixin:
             return self.query("SELECT * FROM checkpoints ORDER BY run_id, step")
         return self.query("SELECT * FROM checkpoints WHERE run_id = ? ORDER BY step", [run_id])
 
-    def mark_checkpoint_done(self, run_id: str, step: int, surprisal_file: str, n_tokens: int, sweep_id: str) -> None:
-        """Catalog a completed surprisal file (called only after the file is complete)."""
-        self.execute(
-            "UPDATE checkpoints SET status = 'done', error = NULL, probed_at = ?, surprisal_file = ?, "
-            "n_tokens = ?, sweep_id = ? WHERE run_id = ? AND step = ?",
-            [utcnow(), surprisal_file, n_tokens, sweep_id, run_id, step],
+    def mark_checkpoint_done(
+        self,
+        run_id: str,
+        step: int,
+        surprisal_file: str,
+        n_tokens: int,
+        sweep_id: str,
+        eval_id: str,
+        probed_at: datetime,
+        views: bool = False,
+    ) -> None:
+        """Catalog a completed surprisal file scored on evaluation set ``eval_id`` (after the file is complete).
+
+        Refused (a WarehouseError, nothing changed) when the warehouse no longer
+        holds that evaluation set or the checkpoint: checked in the same
+        transaction, which also re-creates the views when ``views`` is set.
+        """
+        with self.connect() as con:
+            con.execute("BEGIN")
+            done = con.execute(
+                "UPDATE checkpoints SET status = 'done', error = NULL, probed_at = ?, surprisal_file = ?, "
+                "n_tokens = ?, sweep_id = ? WHERE run_id = ? AND step = ? "
+                "AND EXISTS (SELECT 1 FROM eval_sets WHERE eval_id = ?) RETURNING step",
+                [probed_at, surprisal_file, n_tokens, sweep_id, run_id, step, eval_id],
+            ).fetchall()
+            current = con.execute("SELECT eval_id FROM eval_sets").fetchone()
+            if done and views:
+                self._create_views(con, in_transaction=True)
+            con.execute("COMMIT" if done else "ROLLBACK")
+        if done:
+            return
+        if current is None or current[0] != eval_id:
+            raise self.eval_changed_error(run_id, step, eval_id, current[0] if current else None)
+        raise WarehouseError(f"{self.root}: run '{run_id}' has no checkpoint at step {step} (re-ingested meanwhile?)")
+
+    def eval_changed_error(self, run_id: str, step: int, scored: str, current: str | None) -> WarehouseError:
+        """The error of surprisal scored on an evaluation set the warehouse no longer holds."""
+        return WarehouseError(
+            f"{run_id} step {step}: scored on evaluation set {scored}, but {self.root} now holds "
+            f"{current or 'none'} (replaced while the sweep ran); nothing was cataloged: rerun `ldw sweep`"
         )
 
     def mark_checkpoint_failed(self, run_id: str, step: int, error: str) -> None:
@@ -154,12 +216,18 @@ class RunsMixin:
         )
 
     def record_sweep(self, sweep_id: str, settings: dict[str, Any]) -> None:
-        """Store the scoring settings of a sweep (units, precision, prefix, versions); a known sweep keeps its start."""
+        """Store the scoring settings of a sweep (units, precision, prefix, versions), in the catalog and its record.
+
+        A known sweep keeps its start (its settings grow with what its checkpoints measured).
+        """
         text = json.dumps(settings, sort_keys=True, default=str)
-        if self.query("SELECT 1 FROM sweeps WHERE sweep_id = ?", [sweep_id]).height:
-            self.execute("UPDATE sweeps SET settings = ? WHERE sweep_id = ?", [text, sweep_id])
-        else:
-            self.execute("INSERT INTO sweeps VALUES (?, ?, ?)", [sweep_id, utcnow(), text])
+        with self.connect() as con:
+            if con.execute("SELECT 1 FROM sweeps WHERE sweep_id = ?", [sweep_id]).fetchone():
+                con.execute("UPDATE sweeps SET settings = ? WHERE sweep_id = ?", [text, sweep_id])
+            else:
+                con.execute("INSERT INTO sweeps VALUES (?, ?, ?)", [sweep_id, utcnow(), text])
+            record = sweep_record(con, sweep_id)
+        self.store.write_text(dumps(record), self.store.path(SWEEP_RECORD.format(sweep_id=sweep_id)))
 
     def sweeps(self) -> pl.DataFrame:
         """One row per sweep: start, device, precision, batch size and the precision's measured error (bits).

@@ -20,11 +20,22 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ldw.errors import first_line
 from ldw.warehouse.disk_errors import disk_reason
 from ldw.warehouse.errors import WarehouseError
-from ldw.warehouse.parquet_io import with_schema_version, write_options, write_parquet_atomic
+from ldw.warehouse.parquet_io import (
+    with_schema_version,
+    write_options,
+    write_parquet_atomic,
+    write_text_atomic,
+)
 
 LOCAL_PROTOCOLS = {"file", "local"}
+
+
+def damaged_file(path: str, exc: BaseException) -> WarehouseError:
+    """The error for a cataloged Parquet file that cannot be read."""
+    return WarehouseError(f"{path}: damaged Parquet file ({first_line(exc)}); `ldw doctor` lists every problem")
 
 
 class ParquetStore:
@@ -43,6 +54,12 @@ class ParquetStore:
         """Absolute path (or URL) of ``parts`` under the store root."""
         return posixpath.join(self.url, *parts) if self.remote else str(Path(self.url, *parts))
 
+    def relative(self, path: str) -> str:
+        """``path`` (as handed out by this store) relative to the store root, with ``/`` separators."""
+        if self.remote:
+            return path.removeprefix(self.url + "/")
+        return Path(path).relative_to(self.url).as_posix()
+
     def glob(self, pattern: str) -> list[str]:
         """Files matching ``pattern`` (relative to the root), sorted, as absolute paths or URLs."""
         found = self.fs.glob(self.path(pattern))
@@ -59,19 +76,37 @@ class ParquetStore:
             return []
         return sorted(posixpath.basename(p.rstrip("/")) for p in self.fs.ls(folder, detail=False) if self.fs.isdir(p))
 
-    def write(self, table: pa.Table, path: str, version: int) -> None:
-        """Write ``table`` so it appears complete or not at all.
+    def write(self, table: pa.Table, path: str, version: int, identity: dict | None = None) -> None:
+        """Write ``table`` so it appears complete or not at all, with ``identity`` in its metadata.
 
         Locally: temporary file, fsync, rename. On object storage a PUT is
         already all-or-nothing: the object exists only once fully uploaded.
         """
         if not self.remote:
-            write_parquet_atomic(table, Path(path), version)
+            write_parquet_atomic(table, Path(path), version, identity)
             return
         try:
-            pq.write_table(with_schema_version(table, version), path, filesystem=self.fs, **write_options(table.schema))
+            table = with_schema_version(table, version, identity)
+            pq.write_table(table, path, filesystem=self.fs, **write_options(table.schema))
         except OSError as exc:
             raise WarehouseError(f"{path}: could not write Parquet file ({exc})") from exc
+
+    def write_text(self, text: str, path: str) -> None:
+        """Write a small text file (a JSON record beside the tables) whole or not at all."""
+        if not self.remote:
+            write_text_atomic(text, Path(path))
+            return
+        try:
+            self.fs.pipe_file(path, text.encode())
+        except OSError as exc:
+            raise WarehouseError(f"{path}: could not write file ({exc})") from exc
+
+    def read_text(self, path: str) -> str | None:
+        """A small text file's content, or None when it does not exist."""
+        try:
+            return self.fs.cat_file(path).decode()
+        except FileNotFoundError:
+            return None
 
     def copy(self, source: str, target: str) -> None:
         """Copy one file to ``target`` (its folder is created); locally the copy is fsynced.
@@ -92,8 +127,14 @@ class ParquetStore:
             raise WarehouseError(f"{target}: {reason}") from exc
 
     def parquet_file(self, path: str) -> pq.ParquetFile:
-        """Open a Parquet file for reading its metadata or row groups."""
-        return pq.ParquetFile(path, filesystem=None if not self.remote else self.fs)
+        """Open a Parquet file for reading its metadata or row groups; a missing or damaged file is a
+        one-line WarehouseError naming it."""
+        try:
+            return pq.ParquetFile(path, filesystem=None if not self.remote else self.fs)
+        except FileNotFoundError as exc:
+            raise WarehouseError(f"{path}: cataloged file is missing; `ldw doctor` lists every problem") from exc
+        except (pa.ArrowException, OSError) as exc:
+            raise damaged_file(path, exc) from exc
 
     def remove(self, path: str) -> None:
         """Delete a file or a folder with everything in it; nothing when absent."""

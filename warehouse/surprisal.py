@@ -5,8 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from ldw.warehouse.clock import utcnow
 from ldw.warehouse.errors import WarehouseError
 from ldw.warehouse.parquet_io import read_rows
+from ldw.warehouse.storage import damaged_file
 from ldw.warehouse.tables import TABLES
 
 SURPRISAL = TABLES["surprisal"]
@@ -16,16 +18,32 @@ class SurprisalMixin:
     """Write a checkpoint's surprisal atomically and read curves back as matrices."""
 
     def surprisal_path(self, run_id: str, step: int) -> str:
-        """Where the surprisal file of (run, step) lives (a path or URL)."""
-        return self.store.path(_relative(run_id, step))
+        """Where the surprisal file of (run, step) on the current evaluation set lives (a path or URL)."""
+        return self.store.path(_relative(self.require_eval_id(), run_id, step))
 
-    def write_surprisal(self, run_id: str, step: int, values: np.ndarray, sweep_id: str) -> str:
+    def write_surprisal(
+        self, run_id: str, step: int, values: np.ndarray, sweep_id: str, eval_id: str | None = None
+    ) -> str:
         """Write one checkpoint's surprisal (one value per evaluation token) and catalog it.
 
-        The file is complete before the catalog row says so; a crash in
-        between leaves the checkpoint pending and the next sweep rewrites it.
+        ``eval_id`` is the evaluation set the values were scored on (default:
+        the current one); the file records it, and the checkpoint is cataloged
+        only while the warehouse still holds that set, checked in the same
+        transaction. The file is complete before the catalog row says so; a
+        crash in between leaves the checkpoint pending and the next sweep
+        rewrites it.
         """
-        n = self.token_count()
+        with self.connect() as con:
+            row = con.execute(
+                "SELECT eval_id, n_tokens, (SELECT count(*) FROM duckdb_views() "
+                "WHERE view_name = 'surprisal' AND sql LIKE '%read_parquet%') FROM eval_sets"
+            ).fetchone()
+        if row is None:
+            raise WarehouseError(f"{self.root}: no evaluation set; run `ldw evalset` first")
+        current, n, reads_files = row
+        eval_id = eval_id or current
+        if eval_id != current:
+            raise self.eval_changed_error(run_id, step, eval_id, current)
         if values.shape != (n,):
             raise WarehouseError(f"{run_id} step {step}: {values.shape[0]} surprisal values for {n} tokens")
         table = pa.table(
@@ -37,13 +55,25 @@ class SurprisalMixin:
             },
             schema=SURPRISAL.schema,
         )
-        path = self.surprisal_path(run_id, step)
-        first = self.query("SELECT count(*) AS n FROM checkpoints WHERE status = 'done'")["n"][0] == 0
-        self.store.write(table, path, SURPRISAL.version)
-        self.mark_checkpoint_done(run_id, step, _relative(run_id, step), n, sweep_id)
-        if first:  # the view globs the folder: the first file turns it from the empty placeholder (listing
-            # the folder on every write would cost a full object-store listing per checkpoint)
-            self.refresh_views()
+        relative = _relative(eval_id, run_id, step)
+        path = self.store.path(relative)
+        written = utcnow()
+        identity = {
+            "table": "surprisal",
+            "run_id": run_id,
+            "step": step,
+            "eval_id": eval_id,
+            "sweep_id": sweep_id,
+            "written_at": written.isoformat(),
+        }
+        self.store.write(table, path, SURPRISAL.version, identity)
+        try:
+            # the view globs the folder: the first file turns it from the empty placeholder, in the same
+            # transaction (listing the folder on every write would cost an object-store listing per checkpoint)
+            self.mark_checkpoint_done(run_id, step, relative, n, sweep_id, eval_id, written, views=not reads_files)
+        except WarehouseError:
+            self.store.remove(path)  # scored on a set the warehouse no longer holds: never cataloged
+            raise
         return path
 
     def surprisal_matrix(
@@ -63,12 +93,18 @@ class SurprisalMixin:
         )
         steps = done["step"].to_numpy().astype(np.int64)
         values = np.empty((max(hi - lo, 0), len(steps)), dtype=np.float32)
-        for col, path in enumerate(done["surprisal_file"].to_list()):
-            column = read_rows(self.store.parquet_file(self.store.path(path)), ["surprisal_bits"], lo, hi).column(0)
+        for col, relative in enumerate(done["surprisal_file"].to_list()):
+            path = self.store.path(relative)
+            try:
+                column = read_rows(self.store.parquet_file(path), ["surprisal_bits"], lo, hi).column(0)
+            except (pa.ArrowException, OSError) as exc:
+                raise damaged_file(path, exc) from exc
+            if len(column) != values.shape[0]:
+                raise WarehouseError(f"{path}: {len(column)} surprisal values for tokens {lo}..{hi - 1}; damaged file")
             values[:, col] = column.to_numpy()
         return steps, np.arange(lo, hi, dtype=np.int64), values
 
 
-def _relative(run_id: str, step: int) -> str:
+def _relative(eval_id: str, run_id: str, step: int) -> str:
     """A surprisal file's path under the Parquet root, as the catalog stores it (so a moved warehouse still works)."""
-    return SURPRISAL.file(run_id=run_id, step=step)
+    return SURPRISAL.file(eval_id=eval_id, run_id=run_id, step=step)

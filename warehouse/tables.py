@@ -7,7 +7,12 @@ one version folder each, recorded in the catalog table ``derived_tables``.
 Writers check their data against the registered schema, the catalog builds its
 views from the registered paths, and ``ldw doctor`` checks every file against
 both. Every table's schema version is stored in the catalog table
-``schema_versions`` and in each Parquet file's metadata.
+``schema_versions`` and in each Parquet file's metadata, beside the file's
+identity (``ldw_identity``: its run, step, evaluation set, ...), so ``ldw
+doctor`` can check a file against its catalog row and ``ldw doctor --rebuild``
+can rebuild the catalog from the files. The evaluation set and the surprisal
+scored on it live under a folder of the set's ``eval_id``, so replacing the set
+never mixes the two.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import pyarrow as pa
 from ldw.warehouse.errors import WarehouseError
 
 SCHEMA_VERSION_KEY = b"ldw_schema_version"
+IDENTITY_KEY = b"ldw_identity"  # JSON: what a file holds (run, step, evaluation set, ...), for doctor and rebuild
 DERIVED_ROOT = "derived"
 _PLACEHOLDER = re.compile(r"\{[^}]*\}")
 
@@ -50,6 +56,10 @@ class TableSpec:
     def glob(self) -> str:
         """Glob of every file of the table (for a derived table: in every version folder)."""
         return _PLACEHOLDER.sub("*", self.path)
+
+    def view_glob(self, eval_id: str | None) -> str:
+        """Glob of the files a view reads: for a table kept per evaluation set, only those of set ``eval_id``."""
+        return _PLACEHOLDER.sub("*", self.path.replace("{eval_id}", eval_id or "*"))
 
     @property
     def folder(self) -> str:
@@ -130,8 +140,9 @@ def _schema(**columns: pa.DataType) -> pa.Schema:
     return pa.schema([pa.field(name, dtype) for name, dtype in columns.items()])
 
 
-def _derived(name: str, schema: pa.Schema, optional: tuple[str, ...] = ()) -> TableSpec:
-    return TableSpec(name, "derived", f"{DERIVED_ROOT}/{name}/v-{{version_id}}/{{part}}.parquet", schema, 1, optional)
+def _derived(name: str, schema: pa.Schema, optional: tuple[str, ...] = (), version: int = 1) -> TableSpec:
+    path = f"{DERIVED_ROOT}/{name}/v-{{version_id}}/{{part}}.parquet"
+    return TableSpec(name, "derived", path, schema, version, optional)
 
 
 STR, I32, I64, F32, F64 = pa.string(), pa.int32(), pa.int64(), pa.float32(), pa.float64()
@@ -140,14 +151,16 @@ _SPECS = (
     TableSpec(
         "surprisal",
         "base",
-        "surprisal/{run_id}/step-{step:012d}.parquet",
+        "surprisal/{eval_id}/{run_id}/step-{step:012d}.parquet",
         _schema(run_id=STR, step=I64, token_idx=I64, surprisal_bits=F32),
     ),
-    TableSpec("eval_sequences", "base", "eval/eval_sequences.parquet", _schema(seq_id=I64, input_ids=pa.list_(I32))),
+    TableSpec(
+        "eval_sequences", "base", "eval/{eval_id}/eval_sequences.parquet", _schema(seq_id=I64, input_ids=pa.list_(I32))
+    ),
     TableSpec(
         "eval_tokens",
         "base",
-        "eval/eval_tokens.parquet",
+        "eval/{eval_id}/eval_tokens.parquet",
         _schema(token_idx=I64, seq_id=I64, position=I32, token_id=I32, token_text=STR, context_len=I32),
     ),
     TableSpec("traces", "base", "traces/{run_id}.parquet", _schema(run_id=STR, step=I64, name=STR, value=F64)),
@@ -161,12 +174,14 @@ _SPECS = (
             aoa_log10_step=F64,
             aoa_step=F64,
             aoa_threshold_bits=F64,
+            acquired=pa.bool_(),
             forgettability=F64,
             gam_lambda=F64,
             sigmoid_aoa_log10_step=F64,
             sigmoid_aoa_step=F64,
         ),
         optional=("sigmoid_aoa_log10_step", "sigmoid_aoa_step"),
+        version=2,  # 2: acquired
     ),
     _derived(
         "crossrun_metrics",
@@ -174,6 +189,7 @@ _SPECS = (
             token_idx=I64,
             crossrun_var=F64,
             n_runs=I32,
+            n_runs_acquired=I32,
             mean_final_surprisal=F64,
             mean_within_run_var=F64,
             mean_aoa_log10_step=F64,
@@ -181,6 +197,7 @@ _SPECS = (
             mean_sigmoid_aoa_log10_step=F64,
         ),
         optional=("mean_sigmoid_aoa_log10_step",),
+        version=2,  # 2: n_runs_acquired
     ),
     _derived("token_curves_smoothed", _schema(run_id=STR, token_idx=I64, g_bits=pa.list_(F32))),
     _derived("token_curves_raw", _schema(run_id=STR, step=I64, token_idx=I64, surprisal_bits=F32)),
@@ -189,13 +206,16 @@ _SPECS = (
         _schema(
             token_idx=I64,
             unigram_count=I64,
-            log2_unigram_freq=F64,
             ngram_order=pa.int8(),
-            ngram_surprisal=F64,
-            ngram_surprisal_resid=F64,
-            context_logprob=F64,
+            ngram_log2prob=F64,
+            contextual_div_raw=I64,
+            log2_unigram_freq=F64,
+            ngram_log2prob_resid=F64,
             log2_context_length=F64,
+            context_logprob=F64,
+            contextual_diversity=F64,
         ),
+        version=2,  # 2: Chang et al.'s released predictors (log-probabilities, contextual diversity, clipped)
     ),
     _derived(
         "spikes",
@@ -216,6 +236,7 @@ _SPECS = (
         "spike_tokens",
         _schema(
             run_id=STR,
+            trace=STR,
             spike_id=I64,
             step_before=I64,
             step_after=I64,
@@ -225,6 +246,7 @@ _SPECS = (
             delta_bits=F32,
             rank=I64,
         ),
+        version=2,  # 2: keyed by (run_id, trace, spike_id); version 1 held loss spikes only, without `trace`
     ),
     _derived(
         "lr_law_fit",
@@ -289,8 +311,8 @@ CATALOG_TABLES: dict[str, CatalogTable] = {
         "run_id VARCHAR PRIMARY KEY, name VARCHAR, seed BIGINT, source VARCHAR,"
         " source_kind VARCHAR, arch VARCHAR, model_config VARCHAR,"
         " tokenizer_path VARCHAR, tokenizer_fingerprint VARCHAR,"
-        " tokens_per_step BIGINT, metadata VARCHAR, ingested_at TIMESTAMP)",
-        1,
+        " tokens_per_step BIGINT, metadata VARCHAR, ingested_at TIMESTAMP, trace_rows BIGINT)",
+        2,
     ),
     "checkpoints": CatalogTable(
         "CREATE TABLE IF NOT EXISTS checkpoints ("

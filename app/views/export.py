@@ -1,8 +1,9 @@
 """Export: the current selection (token curves, metrics, search results), warehouse tables and figures.
 
 Tables download as CSV or Parquet, figures as self-contained HTML and, when
-the ``kaleido`` package (and a Chrome/Chromium it can start) is installed, as
-PNG. Large files are produced only when their button is clicked.
+the ``png`` extra (``pip install 'learning-dynamics-workbench[png]'``: kaleido,
+which needs a Chrome/Chromium it can start) is installed, as PNG. Large files
+are produced only when their button is clicked.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ldw.app.views.overview import traces_view
 from ldw.app.views.tokens import token_figure
 from ldw.warehouse import Warehouse
 
+PNG_INSTALL = "pip install 'learning-dynamics-workbench[png]'"
 EXPORTABLE = (
     "token_metrics",
     "crossrun_metrics",
@@ -151,7 +153,7 @@ def _figures(ctx: PageContext, row: dict | None) -> None:
     st.subheader("Figures")
     if importlib.util.find_spec("kaleido") is None:
         st.caption(
-            "PNG export needs the `kaleido` package (`pip install kaleido`, which drives a local "
+            f"PNG export needs the `png` extra: `{PNG_INSTALL}` (it installs kaleido, which drives a local "
             "Chrome/Chromium); until then use the camera icon in each figure's toolbar. HTML files are "
             "self-contained and open offline."
         )

@@ -29,17 +29,9 @@ def render(ctx: PageContext) -> None:
     cols[2].metric("pending / failed", f"{int(summary['pending'].sum()):,} / {int(summary['failed'].sum()):,}")
     cols[3].metric("evaluation tokens", f"{evalset.get('n_tokens', 0):,}" if evalset else "—")
     cols[4].metric("surprisal values", f"{int(summary['tokens_scored'].sum()):,}")
-    st.dataframe(
-        summary.with_columns(pl.col("tokens_scored").cast(pl.Int64)),
-        hide_index=True,
-        column_config={
-            "tokens_scored": st.column_config.NumberColumn("tokens scored", format="%d"),
-            "duplicates": st.column_config.NumberColumn(
-                "duplicate weights",
-                help=("checkpoints whose weights hash equal to an earlier step (flagged by ingest)"),
-            ),
-        },
-    )
+    st.table(run_table(summary))
+    if int(summary["duplicates"].sum()):
+        st.caption("duplicate weights: checkpoints whose weights hash equal to an earlier step's (flagged by ingest).")
     sweeps = ctx.source.get(Warehouse.sweeps)
     if sweeps.height:
         lines = [f"sweep {row['sweep_id']}: {describe_sweep(row)}" for row in sweeps.iter_rows(named=True)]
@@ -53,6 +45,26 @@ def render(ctx: PageContext) -> None:
         with st.expander(f"{failed.height} failed checkpoint(s)"):
             st.dataframe(failed, hide_index=True)
     _traces(ctx)
+
+
+def run_table(summary: pl.DataFrame) -> pl.DataFrame:
+    """The run summary as display text (a static table: the first page loads no data-grid code)."""
+    counts = ("checkpoints", "done", "pending", "failed", "duplicates", "first_step", "last_step", "tokens_scored")
+    return summary.select(
+        "run_id",
+        "name",
+        pl.col("seed").cast(pl.String).fill_null("—"),
+        pl.col("arch").fill_null("—"),
+        pl.col("source_kind").alias("source"),
+        *(pl.col(c).cast(pl.Int64).map_elements(lambda v: f"{v:,}", return_dtype=pl.String) for c in counts),
+    ).rename(
+        {
+            "duplicates": "duplicate weights",
+            "first_step": "first step",
+            "last_step": "last step",
+            "tokens_scored": "tokens scored",
+        }
+    )
 
 
 def _traces(ctx: PageContext) -> None:

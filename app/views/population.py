@@ -31,6 +31,19 @@ def _runs(ctx: PageContext) -> list[str] | None:
     return None if set(ctx.runs) == set(ctx.all_runs) else ctx.runs
 
 
+def _has_acquired(ctx: PageContext) -> bool:
+    """Whether token_metrics says which tokens each run acquired (column ``acquired``)."""
+    return "acquired" in ctx.tables.get(pq.RUN_TABLE, ())
+
+
+def _not_acquired_note(ctx: PageContext, fields: list[pq.Field]) -> str:
+    """A sentence on the tokens left out of an AoA view (empty when nothing is left out)."""
+    if not _has_acquired(ctx) or not any(f.is_aoa for f in fields):
+        return ""
+    left_out = ctx.source.get(pq.not_acquired_count, _runs(ctx))
+    return f" {left_out:,} (run, token) pairs the run never acquired have no AoA and are left out." if left_out else ""
+
+
 def render(ctx: PageContext) -> None:
     """Draw the population page."""
     st.header("Population")
@@ -62,14 +75,16 @@ def _distribution(ctx: PageContext, metrics: list[pq.Field]) -> None:
     with left:
         field = _pick("metric", metrics, ("final_surprisal",), "pop_hist_field")
     bins = right.slider("bins", 10, 200, 60, key="pop_hist_bins")
-    hist = ctx.source.get(pq.histogram, field, _runs(ctx), ctx.source.get(pq.field_range, field), bins)
+    acquired = _has_acquired(ctx)
+    value_range = ctx.source.get(pq.field_range, field, acquired)
+    hist = ctx.source.get(pq.histogram, field, _runs(ctx), value_range, bins, acquired)
     if hist.height == 0:
         st.caption("No finite values for the selected runs.")
         return
     st.plotly_chart(histogram_figure(hist, field.label, ctx.colors), key="hist_chart", config=PLOT_CONFIG)
     st.caption(
         "Bins span the field's 0.1%–99.9% quantiles over all runs; values outside fall in the edge bins. "
-        "Token-level tables (cross-run) show one pooled series."
+        "Token-level tables (cross-run) show one pooled series." + _not_acquired_note(ctx, [field])
     )
 
 
@@ -81,9 +96,9 @@ def _density(ctx: PageContext, metrics: list[pq.Field], predictors: list[pq.Fiel
     with right:
         y = _pick("y: metric", metrics, ("final_surprisal",), "pop_density_y")
     bins = third.slider("bins", 20, 150, 80, key="pop_density_bins")
-    dens, trend = ctx.source.get(
-        pq.density, x, y, _runs(ctx), ctx.source.get(pq.field_range, x), ctx.source.get(pq.field_range, y), bins
-    )
+    acquired = _has_acquired(ctx)
+    x_range, y_range = ctx.source.get(pq.field_range, x, acquired), ctx.source.get(pq.field_range, y, acquired)
+    dens, trend = ctx.source.get(pq.density, x, y, _runs(ctx), x_range, y_range, bins, 20, acquired)
     if dens.height == 0:
         st.caption("No token has both values.")
         return
@@ -91,6 +106,7 @@ def _density(ctx: PageContext, metrics: list[pq.Field], predictors: list[pq.Fiel
     st.caption(
         f"Counted in DuckDB on a {bins}×{bins} grid over each field's 0.1%–99.9% range (selected runs "
         "pooled; log color scale). Lines: mean of y in 20 bins of x per run, bars ±1 standard deviation."
+        + _not_acquired_note(ctx, [x, y])
     )
 
 
@@ -111,8 +127,16 @@ def _mean_curves(ctx: PageContext) -> None:
         empty_state("surprisal for the selected runs", "ldw sweep")
         return
     curves = pq.merge_frequency_bins(pl.concat(parts), n_bins)
-    st.plotly_chart(mean_curves_figure(curves, ctx.log_x), key="freq_curves_chart", config=PLOT_CONFIG)
+    has_loss = ctx.has("traces") and "loss" in ctx.source.get(q.trace_names)
+    loss = ctx.source.get(q.traces_downsampled, ctx.runs, ["loss"], ctx.log_x) if has_loss else pl.DataFrame()
+    fig = mean_curves_figure(curves, loss, ctx.colors, ctx.log_x)
+    st.plotly_chart(fig, key="freq_curves_chart", config=PLOT_CONFIG)
+    below = (
+        "Below each run's curves: its training loss on the same step axis (zoom one, the other follows). "
+        if has_loss
+        else "The runs' training loss appears below the curves when their training logs are ingested. "
+    )
     st.caption(
-        "Equal-count bins of log2 unigram frequency (rarest first) over the tokens averaged; tokens are "
+        below + "Equal-count bins of log2 unigram frequency (rarest first) over the tokens averaged; tokens are "
         "taken in token_idx order (the evaluation set's sampled sequences)."
     )

@@ -16,6 +16,13 @@ from ldw.app.context import HITS_KEY, TOKEN_INPUT_KEY, TOKEN_KEY, PageContext, s
 LIMIT = 200
 MODES = ("token text", "context text", "token id", "metric ranking")
 MEAN_OVER_RUNS = "mean over runs"
+SCORE_LABELS = {
+    "aoa_log10_step": "AoA (log10 step)",
+    "forgettability": "forgetting (bits)",
+    "crossrun_var": "cross-run var (bits²)",
+    "within_run_var": "late var (bits)",
+    "final_surprisal": "final (bits)",
+}
 
 
 def _hits(ctx: PageContext) -> pl.DataFrame | None:
@@ -58,7 +65,15 @@ def _ranking(ctx: PageContext) -> pl.DataFrame | None:
         st.caption("Select a run in the sidebar.")
         return None
     scope = right.selectbox("over", scopes, key="q_rank_scope")
-    return ctx.source.get(sq.rank_tokens, key, None if scope == MEAN_OVER_RUNS else scope, LIMIT)
+    has_acquired = "acquired" in ctx.tables.get("token_metrics", ())
+    return ctx.source.get(sq.rank_tokens, key, None if scope == MEAN_OVER_RUNS else scope, LIMIT, has_acquired)
+
+
+def _score_label() -> str:
+    """Header of the ranking's value column: the metric ranked by (short enough not to be clipped)."""
+    if st.session_state.get("find_mode") != MODES[-1] or st.session_state.get("q_rank") not in sq.RANKINGS:
+        return "metric"
+    return SCORE_LABELS.get(sq.RANKINGS[st.session_state["q_rank"]].run_column or "crossrun_var", "metric")
 
 
 def _on_table_select() -> None:
@@ -102,10 +117,12 @@ def render_search(ctx: PageContext) -> None:
                 on_select=_on_table_select,
                 selection_mode="single-row",
                 height=min(38 + 35 * hits.height, 320),
+                width="stretch",
                 column_config={
+                    "token_idx": st.column_config.NumberColumn("token_idx", width="small", format="%d"),
                     "context": st.column_config.TextColumn("text before the token", width="medium"),
-                    "token_text": st.column_config.TextColumn("token"),
-                    "score": st.column_config.NumberColumn("metric", format="%.3f"),
+                    "token_text": st.column_config.TextColumn("token", width="small"),
+                    "score": st.column_config.NumberColumn(_score_label(), format="%.3f", width="small"),
                 },
             )
             labels = {

@@ -1,4 +1,4 @@
-"""Token explorer: find a token in context, then see its surprisal curve in every run."""
+"""Token explorer: find a token in context, then see its surprisal curve in every run beside the training traces."""
 
 from __future__ import annotations
 
@@ -12,12 +12,16 @@ import streamlit as st
 from ldw.app import queries as q
 from ldw.app import token_queries as tq
 from ldw.app.context import PageContext, empty_state
-from ldw.app.figures import plot_config, token_curve_figure
+from ldw.app.explorer_figure import PROBE_LABELS, TokenPanels, token_traces_figure
+from ldw.app.figures import plot_config
+from ldw.app.state import parse_spike_key
 from ldw.app.views.token_search import render_search
 
 PLOT_CONFIG = plot_config("ldw-token")
+TRACE_PANELS_KEY, PROBE_PANELS_KEY = "tok_trace_panels", "tok_probe_panels"
 METRIC_COLUMNS = (
     "run_id",
+    "acquired",
     "final_surprisal",
     "within_run_var",
     "aoa_step",
@@ -48,6 +52,7 @@ def render(ctx: PageContext) -> None:
             )
             return
         render_token(ctx, row)
+    render_curves(ctx, row)
 
 
 def context_html(context: pl.DataFrame, after: int = 16) -> str:
@@ -94,34 +99,84 @@ def _run_metrics(ctx: PageContext, token: int) -> pl.DataFrame:
     return metrics.filter(pl.col("run_id").is_in(ctx.runs)) if metrics.height else metrics
 
 
+def panel_choices(ctx: PageContext) -> tuple[list[str], list[str]]:
+    """(trace panels, weight-probe panels) the user picked; before any pick: loss, grad-norm, lr and no probes."""
+    names = ctx.source.get(q.trace_names) if ctx.has("traces") else []
+    traces = st.session_state.get(TRACE_PANELS_KEY)
+    if traces is None:
+        traces = [n for n in names if n in q.TRACE_ORDER]
+    probes = st.session_state.get(PROBE_PANELS_KEY) or []
+    return [n for n in traces if n in names], list(probes) if ctx.has("weight_probes") else []
+
+
+def _panel_pickers(ctx: PageContext) -> None:
+    """Multiselects of the trace and weight-probe panels drawn under the token's curves."""
+    names = ctx.source.get(q.trace_names) if ctx.has("traces") else []
+    left, right = st.columns(2)
+    if names:
+        if TRACE_PANELS_KEY not in st.session_state:
+            st.session_state[TRACE_PANELS_KEY] = [n for n in names if n in q.TRACE_ORDER]
+        left.multiselect("training-trace panels", names, key=TRACE_PANELS_KEY)
+    if ctx.has("weight_probes"):
+        probes = ctx.source.get(q.weight_probe_names)
+        shown = [n for n in PROBE_LABELS if n in probes] + [n for n in probes if n not in PROBE_LABELS]
+        right.multiselect(
+            "weight-probe panels", shown, format_func=lambda n: PROBE_LABELS.get(n, n), key=PROBE_PANELS_KEY
+        )
+    else:
+        right.caption("Weight-probe panels (attention σ1, entropy) appear after `ldw probe-weights`.")
+
+
 def token_figure(ctx: PageContext, row: dict) -> tuple[go.Figure, list[str]] | None:
-    """The curves figure of one token for the selected runs and its caption notes (None without surprisal)."""
+    """The curves-and-traces figure of one token for the selected runs, and its caption notes.
+
+    None when the runs have no surprisal for the token.
+    """
     token = int(row["token_idx"])
     raw, smoothed, note = _curves(ctx, token)
     if raw.height == 0:
         return None
     metrics = _run_metrics(ctx, token)
-    aoa = (
-        metrics.select("run_id", "aoa_step", "aoa_threshold_bits")
-        if {"aoa_step", "aoa_threshold_bits"} <= set(metrics.columns)
-        else pl.DataFrame(schema={"run_id": pl.String, "aoa_step": pl.Float64})
-    )
+    wanted = [c for c in ("run_id", "aoa_step", "aoa_threshold_bits", "acquired") if c in metrics.columns]
+    aoa = metrics.select(wanted) if {"aoa_step", "aoa_threshold_bits"} <= set(wanted) else pl.DataFrame()
     vocab_size = ctx.source.get(q.eval_summary).get("vocab_size")
-    chance = math.log2(vocab_size) if vocab_size else None
+    trace_names, probe_names = panel_choices(ctx)
     spikes = ctx.source.get(q.spikes, ctx.runs) if ctx.has("spikes") else pl.DataFrame()
+    panels = TokenPanels(
+        raw=raw,
+        smoothed=smoothed,
+        aoa=aoa,
+        chance_bits=math.log2(vocab_size) if vocab_size else None,
+        traces=ctx.source.get(q.traces_downsampled, ctx.runs, trace_names, ctx.log_x)
+        if trace_names
+        else pl.DataFrame(),
+        probes=ctx.source.get(q.weight_probe_series, ctx.runs, probe_names) if probe_names else pl.DataFrame(),
+        checkpoints=ctx.source.get(q.checkpoint_table, ctx.runs),
+        spikes=spikes,
+        selected_spike=parse_spike_key(ctx.state.spike),
+        trace_names=trace_names,
+        probe_names=probe_names,
+    )
     title = f"“{row['token_text']}” (token {token:,}) over training"
-    fig = token_curve_figure(raw, smoothed, aoa, chance, spikes, ctx.colors, ctx.log_x, title)
+    fig = token_traces_figure(panels, ctx.colors, ctx.log_x, title)
     notes = [note, "points: raw surprisal at each checkpoint"]
     notes.append("lines: smoothed curve G" if smoothed.height else "smoothed G appears after `ldw metrics`")
     if aoa.height:
         notes.append("dashed lines and ◆: age of acquisition")
+    if "acquired" in aoa.columns and not aoa["acquired"].all():
+        notes.append("“not acquired”: the run never learned the token (no AoA)")
+    if trace_names:
+        notes.append("panels below share the step axis: zoom one to zoom all, hover a step to read every panel")
     if spikes.height:
-        notes.append("shaded bands: spikes in the training traces")
+        notes.append(
+            "shaded spans: detected spikes, labelled trace #id" + (" (▶: the selected one)" if ctx.state.spike else "")
+        )
+    notes.append("bottom row: checkpoints")
     return fig, notes
 
 
 def render_token(ctx: PageContext, row: dict) -> None:
-    """The selected token: context, curves figure and metrics."""
+    """The selected token's context (in the right-hand column)."""
     token = int(row["token_idx"])
     st.subheader(f"Token {token:,}: “{row['token_text']}”")
     st.caption(
@@ -132,9 +187,14 @@ def render_token(ctx: PageContext, row: dict) -> None:
     ids = ctx.source.get(tq.sequence_ids, (int(row["seq_id"]),)).get(int(row["seq_id"]), [])
     if ids:
         st.markdown(context_html(tq.token_context(ids, int(row["position"]), vocab)), unsafe_allow_html=True)
+
+
+def render_curves(ctx: PageContext, row: dict) -> None:
+    """The selected token's curves beside the training traces, and its metrics (full width)."""
     if not ctx.runs:
         st.caption("Select at least one run in the sidebar.")
         return
+    _panel_pickers(ctx)
     figure = token_figure(ctx, row)
     if figure is None:
         empty_state("surprisal for the selected runs", "ldw sweep")
@@ -142,6 +202,7 @@ def render_token(ctx: PageContext, row: dict) -> None:
     fig, notes = figure
     st.plotly_chart(fig, key="token_chart", config=PLOT_CONFIG)
     st.caption("; ".join(notes) + ".")
+    token = int(row["token_idx"])
     _metric_tables(ctx, token, _run_metrics(ctx, token))
 
 
@@ -153,7 +214,9 @@ def _metric_tables(ctx: PageContext, token: int, metrics: pl.DataFrame) -> None:
     st.dataframe(
         metrics.select(shown),
         hide_index=True,
+        width="stretch",
         column_config={
+            "acquired": st.column_config.CheckboxColumn("acquired", help="False: never learned; its AoA is not set"),
             "final_surprisal": st.column_config.NumberColumn("final surprisal (bits)", format="%.3f"),
             "within_run_var": st.column_config.NumberColumn("within-run variability (bits)", format="%.3f"),
             "aoa_step": st.column_config.NumberColumn("AoA (step)", format="%.0f"),

@@ -7,8 +7,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from ldw.cli.common import DEFAULT_WAREHOUSE, QuietOpt, WarehouseOpt, console, err
-from ldw.errors import LdwError
+from ldw.cli.common import (
+    DEFAULT_WAREHOUSE,
+    QuietOpt,
+    WaitOpt,
+    WarehouseArg,
+    WarehouseFlag,
+    WarehouseOpt,
+    console,
+    err,
+    one_warehouse,
+)
+from ldw.errors import SettingsError
 from ldw.ingest.config import IngestConfig
 from ldw.sweep.config import EvalSetConfig, SweepConfig
 from ldw.workbench import Workbench
@@ -20,11 +30,12 @@ def init(
         Optional[str],
         typer.Option(help="fsspec URL for the Parquet tables, e.g. s3://bucket/prefix (default: WAREHOUSE/parquet)."),
     ] = None,
+    wait: WaitOpt = False,
 ) -> None:
     """Create an empty warehouse; with --storage its Parquet tables live on object storage."""
     from ldw.warehouse import Warehouse
 
-    Workbench.open(warehouse, create=True, storage=storage)
+    Workbench.open(warehouse, create=True, storage=storage, wait=wait)
     wh = Warehouse.open(warehouse, read_only=True)
     console.print(f"warehouse {wh.root}: catalog {wh.catalog_path.name}, Parquet tables in {wh.store.url}")
 
@@ -40,6 +51,12 @@ def ingest(
     tokens_per_step: Annotated[
         Optional[int], typer.Option(help="Training tokens per step (e.g. 2097152 for Pythia).")
     ] = None,
+    log: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Training log (one run only): trainer_state.json, a TensorBoard file or folder, .csv, .jsonl."
+        ),
+    ] = None,
     revisions: Annotated[
         Optional[list[str]],
         typer.Option(help="hf: only: branches to take, names or glob patterns ('step*'; comma-separated or repeated)."),
@@ -48,16 +65,18 @@ def ingest(
         Optional[int], typer.Option(help="hf: only: every N-th chosen branch in step order (the last always).")
     ] = None,
     quiet: QuietOpt = False,
+    wait: WaitOpt = False,
 ) -> None:
     """Register runs: checkpoints (HF Trainer, stepN, save_pretrained folders, Hub branches), tokenizer, log."""
     config = IngestConfig(
         name=name,
         tokenizer=tokenizer,
         tokens_per_step=tokens_per_step,
+        log=log,
         revisions=tuple(revisions) if revisions else None,
         every=every,
     )
-    for result in Workbench(warehouse, progress=not quiet).ingest(paths, config):
+    for result in Workbench(warehouse, progress=not quiet, wait=wait).ingest(paths, config):
         console.print(
             f"[bold]{result.run_id}[/bold] ({result.kind}) from {result.source}: {result.n_checkpoints} checkpoints, "
             f"{result.n_new} new or changed, {result.n_duplicates} duplicate weights, {result.n_trace_rows} trace rows"
@@ -83,6 +102,7 @@ def evalset(
     ] = None,
     tokenizer: Annotated[Optional[Path], typer.Option(help="Tokenizer folder (default: the first run's).")] = None,
     replace: Annotated[bool, typer.Option(help="Replace a different existing set (drops its surprisal).")] = False,
+    wait: WaitOpt = False,
 ) -> None:
     """Build the tokens-in-context evaluation set every run is scored on."""
     config = EvalSetConfig(
@@ -95,7 +115,7 @@ def evalset(
         prefix_token_id=prefix_token_id,
         tokenizer_path=str(tokenizer) if tokenizer else "",
     )
-    result = Workbench(warehouse).evalset(config, replace=replace)
+    result = Workbench(warehouse, wait=wait).evalset(config, replace=replace)
     state = "built" if result.written else "already present"
     console.print(f"evaluation set {state}: {result.sequences} sequences, {result.tokens} tokens scored")
 
@@ -150,6 +170,7 @@ def sweep(
         int, typer.Option(help="Download attempts per Hub checkpoint before it is recorded as failed.")
     ] = 3,
     quiet: QuietOpt = False,
+    wait: WaitOpt = False,
 ) -> None:
     """Score every evaluation token under every pending checkpoint; resumes where it stopped."""
     config = SweepConfig(
@@ -166,7 +187,7 @@ def sweep(
         fused_head=fused_head,
         compile=compile,
     )
-    summary = Workbench(warehouse, progress=not quiet).sweep(config)
+    summary = Workbench(warehouse, progress=not quiet, wait=wait).sweep(config)
     rate = summary.tokens / summary.seconds if summary.seconds else 0.0
     console.print(
         f"scored {summary.scored} checkpoints ({summary.tokens:,} tokens, {rate:,.0f} tok/s), "
@@ -182,7 +203,7 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
     try:
         index, count = (int(part) for part in text.split("/"))
     except ValueError:
-        raise LdwError(f"--shard must look like I/N (e.g. 0/4), not '{text}'") from None
+        raise SettingsError(f"--shard must look like I/N (e.g. 0/4), not '{text}'") from None
     return index, count
 
 
@@ -193,9 +214,44 @@ def status(warehouse: WarehouseOpt = DEFAULT_WAREHOUSE) -> None:
     print_status(warehouse, console)
 
 
-def doctor(warehouse: Annotated[Path, typer.Argument(help="Warehouse folder to verify.")] = DEFAULT_WAREHOUSE) -> None:
-    """Verify a warehouse: every cataloged file exists, row counts match, schemas match their version."""
-    problems = Workbench.open(warehouse).doctor()
+def doctor(
+    warehouse_arg: WarehouseArg = None,
+    warehouse: WarehouseFlag = None,
+    repair: Annotated[
+        bool,
+        typer.Option(help="Mend what can be mended: damaged results back to pending or dropped, leftovers removed."),
+    ] = False,
+    rebuild: Annotated[
+        bool, typer.Option(help="Rebuild catalog.duckdb from the Parquet files (the old one is kept beside it).")
+    ] = False,
+    storage: Annotated[
+        Optional[str], typer.Option(help="With --rebuild: where the Parquet tables live, when not WAREHOUSE/parquet.")
+    ] = None,
+    wait: WaitOpt = False,
+) -> None:
+    """Verify a warehouse: catalog, views, every file against its catalog row; --repair mends, --rebuild rebuilds."""
+    from ldw.warehouse.lock import holders_of
+
+    warehouse = one_warehouse(warehouse_arg, warehouse)
+    wb = Workbench(warehouse, wait=wait)
+    if rebuild:
+        result = wb.rebuild_catalog(storage)
+        kept = f"; the old catalog is {result.kept_as}" if result.kept_as else ""
+        console.print(
+            f"catalog rebuilt: {result.runs} runs, {result.done} checkpoints done, {result.pending} pending, "
+            f"derived tables: {', '.join(result.derived) or 'none'}{kept}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if repair:
+        repaired = wb.repair()
+        for action in repaired.actions:
+            console.print(f"[green]repaired[/green] {action}", highlight=False, soft_wrap=True)
+        problems = repaired.remaining
+    else:
+        problems = Workbench.open(warehouse).doctor()
+    for holder in holders_of(Path(warehouse)):
+        err.print(f"note: {holder.describe()} is writing: files it writes now are not judged", highlight=False)
     for problem in problems:
         err.print(f"[red]problem[/red] {problem}", highlight=False)
     if problems:
@@ -214,8 +270,9 @@ def demo(
 
 
 def app_command(
-    warehouse: Annotated[Path, typer.Argument(envvar="LDW_WAREHOUSE", help="Warehouse folder.")] = DEFAULT_WAREHOUSE,
-    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
+    warehouse_arg: WarehouseArg = None,
+    warehouse: WarehouseFlag = None,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve on.")] = 8501,
     host: Annotated[
         str, typer.Option(help="Address to bind (localhost by default; 0.0.0.0 shares it on the network).")
     ] = "127.0.0.1",
@@ -223,5 +280,6 @@ def app_command(
     """Open the Streamlit explorer on a warehouse (http://127.0.0.1:PORT)."""
     from ldw.app.launch import launch
 
+    warehouse = one_warehouse(warehouse_arg, warehouse)
     console.print(f"serving {Path(warehouse).resolve()} at http://{host}:{port}  (Ctrl-C stops)")
     raise typer.Exit(launch(warehouse, port, host))

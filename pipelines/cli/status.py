@@ -9,11 +9,12 @@ from rich.console import Console
 from rich.table import Table
 
 from ldw.warehouse import Warehouse
+from ldw.warehouse.lock import holders_of
 from ldw.warehouse.runs import describe_sweep
 
 
 def print_status(warehouse: Path, console: Console) -> None:
-    """Print runs with checkpoint counts by status, failures, the eval set and derived tables."""
+    """Print runs with checkpoint counts by status, failures, the eval set, derived tables and who is writing."""
     wh = Warehouse.open(warehouse, read_only=True)
     summary = wh.run_summary()
     first, last = (pl.col(c).cast(pl.String).fill_null("") for c in ("first_step", "last_step"))
@@ -54,3 +55,5 @@ def print_status(warehouse: Path, console: Console) -> None:
     derived = wh.query("SELECT table_name, computed_at FROM derived_tables ORDER BY table_name")
     if derived.height:
         console.print("derived tables: " + ", ".join(derived["table_name"].to_list()))
+    for holder in holders_of(wh.root):
+        console.print(f"being written by {holder.describe()}", highlight=False)

@@ -71,7 +71,7 @@ def train(
     quiet: QuietOpt = False,
 ) -> None:
     """Train a small causal LM and save checkpoints on a log-spaced schedule (Pythia-style)."""
-    from ldw.train.config import parse_est_stages
+    from ldw.train.config import parse_est_stages, parse_milestones
     from ldw.train.trainer import train_run
 
     config = TrainConfig(
@@ -94,7 +94,7 @@ def train(
         min_lr_ratio=min_lr_ratio,
         decay_fraction=decay_fraction,
         decay_shape=decay_shape,
-        lr_milestones=tuple(float(x) for x in lr_milestones.split(",") if x.strip()),
+        lr_milestones=parse_milestones(lr_milestones),
         lr_gamma=lr_gamma,
         scaled_embed=scaled_embed,
         embed_layernorm=embed_layernorm,

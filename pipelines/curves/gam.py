@@ -24,9 +24,13 @@ come from one more small product per lambda, and G from ``C @ X'``; float64
 throughout.
 
 Where the result can differ from pyGAM: a lambda whose ``n - 1.4 * edof <= 0``
-(only possible with fewer checkpoints than about 1.4 x 26) is skipped here
-(pyGAM would score it), and with fewer points than coefficients pyGAM truncates
-its SVD while this solves the penalized system exactly.
+is not admissible and is skipped here (pyGAM would score it: its GCV
+denominator changes sign there, so the score is meaningless). Every lambda
+is admissible from about 37 checkpoints on; with fewer, only the smoother
+ones are (``SplineSmoother.admissible``), and ``ldw metrics`` warns. With
+fewer points than coefficients (26) pyGAM truncates its SVD, while this
+solves the penalized system exactly: it has a unique solution at any n,
+because the penalty and the diagonal loading make it positive definite.
 """
 
 from __future__ import annotations
@@ -65,6 +69,11 @@ class SplineSmoother:
     def n_coef(self) -> int:
         """Number of coefficients per curve (splines + intercept)."""
         return self.n_splines + 1
+
+    @property
+    def admissible(self) -> np.ndarray:
+        """Which lambdas GCV can score: ``n - 1.4 * edof > 0`` (all of them from about 37 points on)."""
+        return len(self.x) - GCV_GAMMA * self.edof > 0
 
     def hat_matrix(self, lam_index: int) -> np.ndarray:
         """Smoother (hat) matrix ``X (X'X + P)^-1 X'`` for one lambda, [n, n]."""
@@ -186,9 +195,8 @@ def _gcv_from_products(smoother: SplineSmoother, y: np.ndarray, xty: np.ndarray)
     yy = np.einsum("ij,ij->i", y, y)
     explained = np.einsum("nlj,nj->nl", (xty @ smoother.rss_forms).reshape(len(y), n_lams, m), xty)
     rss = np.maximum(yy[:, None] - explained, 0.0)
-    denom = len(smoother.x) - GCV_GAMMA * smoother.edof
-    with np.errstate(divide="ignore"):
-        return np.where(denom > 0, len(smoother.x) * rss / np.where(denom > 0, denom, 1.0) ** 2, np.inf)
+    denom = np.where(smoother.admissible, len(smoother.x) - GCV_GAMMA * smoother.edof, 1.0)
+    return np.where(smoother.admissible, len(smoother.x) * rss / denom**2, np.inf)
 
 
 def fit_curves(smoother: SplineSmoother, curves: np.ndarray) -> SmoothFit:

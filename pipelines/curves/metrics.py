@@ -2,18 +2,30 @@
 
 Definitions (Chang, Tu & Bergen 2023; for users in docs/methods.md):
 
-* window: the checkpoints in the last ``window`` fraction of training steps,
-  training counted from step 0: ``step >= (1 - window) * max_step``. With
-  log-spaced checkpoints this is a few checkpoints, not a quarter of them; the
-  last checkpoint is always inside.
+* window: the checkpoints of the last ``window`` fraction of training steps
+  (``step >= (1 - window) * max_step``), at most the last ``last_k`` of them.
+  The defaults (25%, 11) select exactly the released code's last 11
+  checkpoints on the authors' 222-checkpoint schedule (its last 11 lie in
+  steps >= 764K, its last 25% from 736K holds 12); on sparse schedules the
+  step rule keeps the window out of the steep part of the curves, on dense
+  ones the cap keeps the released count.
 * final surprisal: mean raw surprisal over the window;
   within-run variability: population std (ddof=0) over the window.
 * G: the GAM-smoothed curve (:mod:`ldw.curves.gam`) fit on ``log10(step)`` over
   the checkpoints with ``step > 0`` (step 0 has no log).
-* AoA: :func:`ldw.curves.aoa.gam_aoa` (optionally the sigmoid variant).
+* AoA: :func:`ldw.curves.aoa.gam_aoa` (optionally :mod:`ldw.curves.sigmoid`);
+  ``acquired`` is False where G never gets below chance (AoA = last step).
 * forgettability: ``sum_t max(0, G(t+1) - G(t))`` over consecutive checkpoints.
 * cross-run variability: mean over run pairs of the mean over checkpoints of
   ``(G_a(t) - G_b(t))^2``, on the checkpoint steps (> 0) that all runs share.
+
+Few checkpoints: G is the exact penalized fit at any number of points, but
+GCV can score a lambda only while ``n > 1.4 * edof``; a line is never
+penalized (edof >= 2), so at 3 points only lambda = 1000 is admissible and at
+4 two are. Runs need :data:`MIN_POSITIVE_STEPS` = 4 (a choice of lambda) and
+are flagged below :data:`ALL_LAMBDAS_STEPS` = 37 (not every lambda admissible)
+and below 26 (fewer points than spline coefficients: G is held in shape by
+the penalty and is close to a line in log step).
 """
 
 from __future__ import annotations
@@ -22,21 +34,65 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ldw.curves.aoa import N_GRID, AoaResult, fit_sigmoids, gam_aoa, sigmoid_aoa
+from ldw.curves.aoa import N_GRID, AoaResult, gam_aoa
 from ldw.curves.gam import DEFAULT_LAMS, N_SPLINES, SplineSmoother, build_smoother, fit_curves
+from ldw.curves.sigmoid import SigmoidAoa, sigmoid_aoa
 from ldw.errors import LdwError
 
 WINDOW = 0.25
+WINDOW_CHECKPOINTS = 11
+MIN_WINDOW_CHECKPOINTS = 5
 MIN_POSITIVE_STEPS = 4
+ALL_LAMBDAS_STEPS = 37
 BLOCK_TOKENS = 4096
 
 
-def window_mask(steps: np.ndarray, window: float = WINDOW) -> np.ndarray:
-    """Checkpoints in the last ``window`` fraction of training: ``step >= (1 - window) * max_step``."""
+def window_mask(steps: np.ndarray, window: float = WINDOW, last_k: int | None = WINDOW_CHECKPOINTS) -> np.ndarray:
+    """Checkpoints with ``step >= (1 - window) * max_step`` that are among the last ``last_k`` (None: no cap)."""
     if not 0.0 < window <= 1.0:
         raise LdwError(f"window must be in (0, 1], got {window}")
+    if last_k is not None and last_k < 1:
+        raise LdwError(f"last_k must be at least 1 (or None), got {last_k}")
     steps = np.asarray(steps)
-    return steps >= (1.0 - window) * steps.max()
+    mask = steps >= (1.0 - window) * steps.max()
+    if last_k is not None:
+        mask[: max(len(steps) - last_k, 0)] = False
+    return mask
+
+
+@dataclass(frozen=True)
+class RunChecks:
+    """What a run's checkpoints allow: window, positive steps, admissible lambdas, and warnings."""
+
+    n_positive: int
+    window_steps: list[int]
+    admissible_lams: list[float]
+    warnings: list[str]
+
+
+def check_run(name: str, steps: np.ndarray, smoother: SplineSmoother, window: float, last_k: int | None) -> RunChecks:
+    """Window and lambda facts of a run, with a warning for each rule its checkpoints fall short of."""
+    steps = np.asarray(steps)
+    in_window = [int(s) for s in steps[window_mask(steps, window, last_k)]]
+    n_positive = len(smoother.x)
+    lams = smoother.lams[smoother.admissible]
+    notes = []
+    if len(in_window) < MIN_WINDOW_CHECKPOINTS:
+        notes.append(
+            f"{name}: the final-surprisal window holds {len(in_window)} checkpoint(s), fewer than "
+            f"{MIN_WINDOW_CHECKPOINTS}: final surprisal and within-run variability are noisy (the std is biased low)"
+        )
+    if n_positive < ALL_LAMBDAS_STEPS:
+        shape = (
+            f"; with fewer than {N_SPLINES + 1} the {N_SPLINES}-spline G is under-determined and close to a line"
+            if n_positive <= N_SPLINES
+            else ""
+        )
+        notes.append(
+            f"{name}: {n_positive} checkpoints with step > 0, fewer than {ALL_LAMBDAS_STEPS}: GCV can choose lambda "
+            f"only in [{lams.min():g}, {lams.max():g}] of [{smoother.lams.min():g}, {smoother.lams.max():g}]{shape}"
+        )
+    return RunChecks(n_positive, in_window, [float(v) for v in lams], notes)
 
 
 def forgettability(smoothed: np.ndarray) -> np.ndarray:
@@ -73,7 +129,7 @@ class RunMetrics:
     forgettability: np.ndarray  # [T]
     lam: np.ndarray  # [T] chosen smoothing strength
     smoothed: np.ndarray  # [T, n] G at the positive steps
-    sigmoid_aoa: AoaResult | None = None
+    sigmoid_aoa: SigmoidAoa | None = None
 
 
 @dataclass
@@ -99,8 +155,8 @@ def run_metrics(
     values: np.ndarray,
     chance: float,
     window: float = WINDOW,
+    last_k: int | None = WINDOW_CHECKPOINTS,
     sigmoid: bool = False,
-    n_grid: int = N_GRID,
     smoothers: SmootherCache | None = None,
     source: str = "surprisal matrix",
 ) -> RunMetrics:
@@ -112,40 +168,29 @@ def run_metrics(
     steps = np.asarray(steps, dtype=np.int64)
     validate_curves(steps, values, source)
     smoothers = smoothers or SmootherCache()
-    in_window = values[:, window_mask(steps, window)].astype(np.float64)
+    in_window = values[:, window_mask(steps, window, last_k)].astype(np.float64)
     first = int(np.sum(steps == 0))  # steps ascend, so the positive ones are a suffix
     smoother = smoothers.get(steps[first:])
     n_tokens = values.shape[0]
     smoothed = np.empty((n_tokens, len(steps) - first))
     lam, forget = np.empty(n_tokens), np.empty(n_tokens)
-    aoa_parts, sigmoid_parts = [], []
-    for lo in range(0, n_tokens, BLOCK_TOKENS):
+    aoa_parts = []
+    for lo in range(0, max(n_tokens, 1), BLOCK_TOKENS):  # one (empty) block when there are no tokens
         hi = min(n_tokens, lo + BLOCK_TOKENS)
-        block = values[lo:hi, first:]
-        fit = fit_curves(smoother, block)
+        fit = fit_curves(smoother, values[lo:hi, first:])
         smoothed[lo:hi], lam[lo:hi] = fit.fitted, fit.lam
         forget[lo:hi] = forgettability(fit.fitted)
-        aoa_parts.append(gam_aoa(smoother, fit.coef, chance, n_grid))
-        if sigmoid:
-            params = fit_sigmoids(smoother.x, block).params
-            sigmoid_parts.append(sigmoid_aoa(smoother.x, params, chance, n_grid))
+        aoa_parts.append(gam_aoa(smoother, fit.coef, chance, N_GRID))
     return RunMetrics(
         steps=steps[first:],
         final_surprisal=in_window.mean(axis=1),
         within_run_var=in_window.std(axis=1, ddof=0),
-        aoa=_concat(aoa_parts),
+        aoa=AoaResult(*(np.concatenate([getattr(p, f) for p in aoa_parts]) for f in AoaResult.__dataclass_fields__)),
         forgettability=forget,
         lam=lam,
         smoothed=smoothed,
-        sigmoid_aoa=_concat(sigmoid_parts) if sigmoid else None,
+        sigmoid_aoa=sigmoid_aoa(smoother.x, values[:, first:], chance) if sigmoid else None,
     )
-
-
-def _concat(parts: list[AoaResult]) -> AoaResult:
-    if not parts:
-        return AoaResult(log10_step=np.empty(0), step=np.empty(0), threshold=np.empty(0))
-    names = ("log10_step", "step", "threshold")
-    return AoaResult(*(np.concatenate([getattr(p, name) for p in parts]) for name in names))
 
 
 def common_steps(step_sets: list[np.ndarray]) -> np.ndarray:

@@ -6,20 +6,26 @@ bounded by ``chunk_tokens``), computes the per-run metrics of
 derived tables, one Parquet part per token chunk:
 
 * ``token_metrics`` (run, token): final_surprisal, within_run_var,
-  aoa_log10_step, aoa_step, aoa_threshold_bits, forgettability, gam_lambda
-  [, sigmoid_aoa_log10_step, sigmoid_aoa_step];
-* ``crossrun_metrics`` (token): crossrun_var, n_runs and the run means of the
-  metrics (mean_final_surprisal, mean_within_run_var, mean_aoa_log10_step,
-  mean_forgettability [, mean_sigmoid_aoa_log10_step]);
+  aoa_log10_step, aoa_step, aoa_threshold_bits, acquired, forgettability,
+  gam_lambda [, sigmoid_aoa_log10_step, sigmoid_aoa_step];
+* ``crossrun_metrics`` (token): crossrun_var, n_runs, n_runs_acquired and the
+  run means of the metrics (mean_final_surprisal, mean_within_run_var,
+  mean_aoa_log10_step, mean_forgettability [, mean_sigmoid_aoa_log10_step]);
 * ``token_curves_smoothed`` (run, token): g_bits, the GAM curve G at that
   run's checkpoints with step > 0 (``params["steps"][run_id]``), for drawing;
 * ``token_curves_raw`` (token, run, step): the raw surprisal again, token-major,
   so the app reads one token's curves from one part (``chunk_tokens`` per part).
+
+Every rule and parameter is recorded in ``derived_tables.params`` (see
+:func:`metric_params`); a run whose checkpoints fall short of a rule (window
+under 5 checkpoints, fewer than 37 with step > 0) gets an
+:class:`ldw.LdwWarning`, also kept in ``params["warnings"]``.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -33,14 +39,19 @@ from ldw.curves.aoa import N_GRID, PROPORTION, chance_bits
 from ldw.curves.config import MetricsConfig, MetricsResult
 from ldw.curves.gam import DEFAULT_LAMS, GCV_GAMMA, N_SPLINES
 from ldw.curves.metrics import (
+    ALL_LAMBDAS_STEPS,
     MIN_POSITIVE_STEPS,
+    MIN_WINDOW_CHECKPOINTS,
     CrossRunAccumulator,
+    RunChecks,
     RunMetrics,
     SmootherCache,
+    check_run,
     common_steps,
     run_metrics,
 )
-from ldw.errors import LdwError
+from ldw.curves.sigmoid import FTOL, MAXFEV
+from ldw.errors import LdwError, LdwWarning
 from ldw.warehouse import Warehouse
 from ldw.warehouse.tables import chunk_part
 
@@ -56,6 +67,7 @@ def _run_columns(metrics: RunMetrics) -> dict[str, np.ndarray]:
         "aoa_log10_step": metrics.aoa.log10_step,
         "aoa_step": metrics.aoa.step,
         "aoa_threshold_bits": metrics.aoa.threshold,
+        "acquired": metrics.aoa.acquired,
         "forgettability": metrics.forgettability,
         "gam_lambda": metrics.lam,
     }
@@ -70,8 +82,12 @@ def _token_table(run_id: str, token_idx: np.ndarray, columns: dict[str, np.ndarr
         "run_id": pa.array([run_id] * len(token_idx), pa.string()),
         "token_idx": pa.array(token_idx, pa.int64()),
     }
-    data.update({name: pa.array(values, pa.float64()) for name, values in columns.items()})
+    data.update({name: pa.array(values, _type(values)) for name, values in columns.items()})
     return pa.table(data)
+
+
+def _type(values: np.ndarray) -> pa.DataType:
+    return pa.bool_() if values.dtype == np.bool_ else pa.float64()
 
 
 def _curve_table(run_id: str, token_idx: np.ndarray, smoothed: np.ndarray) -> pa.Table:
@@ -109,6 +125,7 @@ def _crossrun_table(token_idx: np.ndarray, crossrun: np.ndarray, per_run: list[d
         "token_idx": pa.array(token_idx, pa.int64()),
         "crossrun_var": pa.array(crossrun, pa.float64()),
         "n_runs": pa.array(np.full(len(token_idx), len(per_run), dtype=np.int32), pa.int32()),
+        "n_runs_acquired": pa.array(np.sum([c["acquired"] for c in per_run], axis=0, dtype=np.int32), pa.int32()),
     }
     names = list(MEANED) + (["sigmoid_aoa_log10_step"] if "sigmoid_aoa_log10_step" in per_run[0] else [])
     for name in names:
@@ -134,6 +151,60 @@ def _usable_runs(wh: Warehouse) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     return steps, skipped
 
 
+def metric_params(
+    config: MetricsConfig, wh: Warehouse, run_steps: dict[str, np.ndarray], checks: dict[str, RunChecks]
+) -> dict[str, Any]:
+    """Every rule and parameter the metric tables are computed with, as stored in ``derived_tables.params``."""
+    chance = chance_bits(wh.vocab_size())
+    params: dict[str, Any] = {
+        "window": config.window,
+        "last_k": config.last_k,
+        "window_rule": "checkpoints with step >= (1 - window) * last step, at most the last last_k of them "
+        "(last_k null: no cap); mean and population std (ddof 0) of raw surprisal over them",
+        "window_steps": {r: c.window_steps for r, c in checks.items()},
+        "window_checkpoints": {r: len(c.window_steps) for r, c in checks.items()},
+        "window_warning_below": MIN_WINDOW_CHECKPOINTS,
+        "x": "log10(step) over the checkpoints with step > 0",
+        "smoother": "pyGAM LinearGAM(s(0, n_splines)) model solved exactly: cubic B-splines on equally spaced knots "
+        "over the data range plus an intercept, 2nd-difference penalty lam * D'D, diagonal loading sqrt(eps) I",
+        "lams": DEFAULT_LAMS.tolist(),
+        "n_splines": N_SPLINES,
+        "gcv_gamma": GCV_GAMMA,
+        "lambda_rule": "per curve, the first lambda minimising GCV = n * RSS / (n - gamma * edof)^2 among the "
+        "admissible ones (n - gamma * edof > 0)",
+        "positive_checkpoints": {r: c.n_positive for r, c in checks.items()},
+        "admissible_lams": {r: c.admissible_lams for r, c in checks.items()},
+        "few_checkpoints_rule": f"runs with fewer than {MIN_POSITIVE_STEPS} checkpoints with step > 0 are skipped; "
+        f"fewer than {ALL_LAMBDAS_STEPS} get a warning (not every lambda admissible), fewer than {N_SPLINES + 1} "
+        "also say G is under-determined (held in shape by the penalty)",
+        "aoa_rule": "G on aoa_grid_points evenly spaced x over [first, last]; threshold = (1 - p) * chance + p * "
+        "min(G on the grid); AoA = first grid x with G <= threshold, or the last x when threshold >= chance",
+        "aoa_grid_points": N_GRID,
+        "aoa_proportion": PROPORTION,
+        "vocab_size": wh.vocab_size(),
+        "chance_bits": chance,
+        "acquired_rule": "acquired = threshold < chance (G gets below chance); an unacquired token keeps AoA = the "
+        "last step, as in the released code",
+        "forgettability_rule": "sum over consecutive checkpoints (step > 0) of max(0, G(t+1) - G(t)), bits",
+        "crossrun_rule": "mean over run pairs of the mean over the shared steps (> 0) of (G_a - G_b)^2, bits^2",
+        "sigmoid": config.sigmoid,
+        "runs": list(run_steps),
+        "steps": {r: s[s > 0].tolist() for r, s in run_steps.items()},
+        "crossrun_steps": common_steps(list(run_steps.values())).tolist(),
+        "n_tokens": wh.token_count(),
+        "warnings": [w for c in checks.values() for w in c.warnings],
+    }
+    if config.sigmoid:
+        params["sigmoid_rule"] = (
+            f"curve_fit of start + (end - start) / (1 + exp((xmid - x) / scale)) to -surprisal from "
+            f"[min y, max y, mean x, 1], maxfev {MAXFEV}, ftol {FTOL} (x10 on failure); threshold halfway between "
+            "-chance and max y (the lowest raw surprisal); AoA = last x when the threshold is not below both "
+            "asymptotes, the curve never gets below chance or the sigmoid falls in y; first x when the threshold "
+            "is at or below both; else the analytic crossing clipped to [first x, last x]"
+        )
+    return params
+
+
 def compute_metrics(
     warehouse_path: Path, config: MetricsConfig = MetricsConfig(), progress: bool = True
 ) -> MetricsResult:
@@ -142,12 +213,7 @@ def compute_metrics(
     ``chunk_tokens`` defaults to the warehouse's Parquet row-group size so each
     chunk decodes each surprisal file's row group once.
     """
-    window, sigmoid, chunk_tokens, store_curves = (
-        config.window,
-        config.sigmoid,
-        config.chunk_tokens,
-        config.store_curves,
-    )
+    chunk_tokens, store_curves = config.chunk_tokens, config.store_curves
     started = time.perf_counter()
     wh = Warehouse.open(Path(warehouse_path))
     n_tokens = wh.token_count()
@@ -155,30 +221,20 @@ def compute_metrics(
     run_steps, skipped = _usable_runs(wh)
     run_ids = list(run_steps)
     shared = common_steps(list(run_steps.values()))
-    params = {
-        "window": window,
-        "window_rule": "step >= (1 - window) * max_step",
-        "lams": DEFAULT_LAMS.tolist(),
-        "n_splines": N_SPLINES,
-        "gcv_gamma": GCV_GAMMA,
-        "aoa_grid_points": N_GRID,
-        "aoa_proportion": PROPORTION,
-        "vocab_size": wh.vocab_size(),
-        "chance_bits": chance,
-        "sigmoid": sigmoid,
-        "runs": run_ids,
-        "skipped_runs": skipped,
-        "steps": {r: s[s > 0].tolist() for r, s in run_steps.items()},
-        "crossrun_steps": shared.tolist(),
-        "n_tokens": n_tokens,
+    smoothers = SmootherCache()
+    checks = {
+        r: check_run(f"run {r}", s, smoothers.get(s[s > 0]), config.window, config.last_k) for r, s in run_steps.items()
     }
+    params = metric_params(config, wh, run_steps, checks)
+    params["skipped_runs"] = skipped
+    for message in params["warnings"]:
+        warnings.warn(message, LdwWarning, stacklevel=2)
     tables = [t for t in TABLES if store_curves or t not in CURVE_TABLES]
     raw_params = {
         "steps": {r: s.tolist() for r, s in run_steps.items()},
         "chunk_tokens": chunk_tokens,
         "order": "token_idx, run_id, step",
     }
-    smoothers = SmootherCache()
     chunks = list(range(0, n_tokens, chunk_tokens))
     console = Console(stderr=True, quiet=not progress)
     columns = (
@@ -211,7 +267,9 @@ def compute_metrics(
                 if tokens is not None and not np.array_equal(token_idx, tokens):
                     raise LdwError(f"{source}: token_idx differs from run {run_ids[0]}")
                 tokens = token_idx
-                metrics = run_metrics(steps, values, chance, window, sigmoid, N_GRID, smoothers, source)
+                metrics = run_metrics(
+                    steps, values, chance, config.window, config.last_k, config.sigmoid, smoothers, source
+                )
                 accumulator.add(metrics.steps, metrics.smoothed)
                 per_run.append(_run_columns(metrics))
                 token_parts.append(_token_table(run_id, token_idx, per_run[-1]))
@@ -227,4 +285,5 @@ def compute_metrics(
                 write["token_curves_raw"](
                     part, raw_curve_table(run_ids, [run_steps[r] for r in run_ids], tokens, raw_parts)
                 )
-    return MetricsResult(run_ids, skipped, n_tokens, len(chunks), list(tables), time.perf_counter() - started, params)
+    seconds = time.perf_counter() - started
+    return MetricsResult(run_ids, skipped, n_tokens, len(chunks), list(tables), seconds, params, params["warnings"])

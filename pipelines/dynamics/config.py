@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ldw.dynamics.spikes import SpikeParams
-from ldw.errors import LdwError
+from ldw.errors import SettingsError
+from ldw.setting_checks import device_name, real, whole
+from ldw.train.lr_schedules import parse_schedule_spec
 
 
 @dataclass(frozen=True)
@@ -18,17 +20,23 @@ class SpikesConfig:
 
     def __post_init__(self) -> None:
         if not self.traces:
-            raise LdwError("--trace: name at least one trace")
-        if self.top_n < 1:
-            raise LdwError(f"--top-n must be at least 1, not {self.top_n}")
+            raise SettingsError("--trace: name at least one trace")
+        if not isinstance(self.rule, SpikeParams):
+            raise SettingsError(f"rule must be a SpikeParams, not {self.rule!r}")
+        object.__setattr__(self, "top_n", whole("--top-n", self.top_n, 1))
 
 
 @dataclass(frozen=True)
 class SpikesResult:
-    """Spikes found (table ``spikes``) and loss spikes bracketed by checkpoints (table ``spike_tokens``)."""
+    """Spikes found (table ``spikes``), spikes bracketed by checkpoints (table ``spike_tokens``), warnings.
+
+    ``warnings`` names each trace too short for the window (see
+    :func:`ldw.dynamics.spikes.short_trace_warning`).
+    """
 
     spikes: int
     bracketed: int
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -42,11 +50,11 @@ class ScheduleConfig:
 
     def __post_init__(self) -> None:
         if not self.runs:
-            raise LdwError("--run: name at least one run to fit")
-        if not 0.0 <= self.decay < 1.0:
-            raise LdwError(f"--decay must be in [0, 1), not {self.decay}")
-        if not 0.0 <= self.fit_from < 1.0:
-            raise LdwError(f"--fit-from must be in [0, 1), not {self.fit_from}")
+            raise SettingsError("--run: name at least one run to fit")
+        for text in self.predict:
+            parse_schedule_spec(text)  # a malformed --predict is refused before the fit
+        object.__setattr__(self, "decay", real("--decay", self.decay, 0.0, 1.0, high_open=True))
+        object.__setattr__(self, "fit_from", real("--fit-from", self.fit_from, 0.0, 1.0, high_open=True))
 
 
 @dataclass(frozen=True)
@@ -58,5 +66,5 @@ class WeightProbeConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.sequences < 1:
-            raise LdwError(f"--sequences must be at least 1, not {self.sequences}")
+        object.__setattr__(self, "sequences", whole("--sequences", self.sequences, 1))
+        object.__setattr__(self, "device", device_name("--device", self.device))

@@ -36,7 +36,8 @@ import numpy as np
 import polars as pl
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ldw.errors import LdwError
+from ldw.errors import LdwError, SettingsError
+from ldw.setting_checks import real, whole
 
 MAD_TO_STD = 1.4826
 _CHUNK = 16_384
@@ -68,17 +69,41 @@ class SpikeParams:
     abs_floor: float = 1e-8
 
     def __post_init__(self) -> None:
-        if self.window < 2 or not 1 <= self.min_history <= self.window:
-            raise LdwError(
-                f"spike window must be >= 2 and 1 <= min_history <= window, got {self.window}, {self.min_history}"
+        checked = {
+            "window": whole("--window", self.window, 2),
+            "k": real("--k", self.k, 0.0, low_open=True),
+            "min_points": whole("--min-points", self.min_points, 1),
+            "merge_gap": whole("--merge-gap", self.merge_gap, 0),
+            "rel_floor": real("rel_floor", self.rel_floor, 0.0),
+            "abs_floor": real("abs_floor", self.abs_floor, 0.0, low_open=True),
+        }
+        checked["min_history"] = whole("min_history", self.min_history, 1)
+        if checked["window"] < checked["min_history"]:
+            raise SettingsError(
+                f"--window must be at least min_history ({checked['min_history']}) logged points, "
+                f"not {checked['window']}"
             )
-        if self.k <= 0 or self.min_points < 1 or self.merge_gap < 0:
-            raise LdwError(
-                "spike k must be > 0, min_points >= 1, merge_gap >= 0; "
-                f"got {self.k}, {self.min_points}, {self.merge_gap}"
-            )
-        if self.rel_floor < 0 or self.abs_floor <= 0:
-            raise LdwError(f"spike rel_floor must be >= 0 and abs_floor > 0; got {self.rel_floor}, {self.abs_floor}")
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+
+def short_trace_warning(n_points: int, params: SpikeParams = SpikeParams()) -> str | None:
+    """What a trace of ``n_points`` logged points cannot show under ``params`` (None when it is long enough).
+
+    With fewer points than the window, every point is judged against all the
+    points before it; with ``min_history`` points or fewer, none can be flagged.
+    """
+    if n_points <= params.min_history:
+        return (
+            f"only {n_points} logged points; the rule needs more than {params.min_history} "
+            "to flag any, so 0 spikes here means the trace is too short to judge"
+        )
+    if n_points < params.window:
+        return (
+            f"{n_points} logged points, fewer than the window ({params.window}): each point is judged against "
+            f"the points before it, and the first {params.min_history} are never flagged"
+        )
+    return None
 
 
 def robust_baseline(values: np.ndarray, params: SpikeParams = SpikeParams()) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ldw.errors import LdwError
 from ldw.probe.errors import ProbeError
-from ldw.probe.loading import load_causal_lm, resolve_device
+from ldw.probe.loading import SINGLE_THREAD_MAX_HIDDEN, cpu_threads, load_causal_lm, resolve_device
 from ldw.probe.weights import probe_checkpoint
 from ldw.warehouse import Warehouse
 from ldw.warehouse.tables import polars_schema
@@ -62,6 +62,7 @@ def probe_weights_in_warehouse(
     """
     if n_sequences < 1:
         raise LdwError(f"n_sequences must be >= 1, got {n_sequences}")
+    dev = resolve_device(device)  # an unusable device is refused before the warehouse is opened
     wh = Warehouse.open(Path(warehouse_path))
     wh.require_eval_config()
     ids = torch.from_numpy(wh.eval_arrays()[0][:n_sequences])
@@ -70,7 +71,6 @@ def probe_weights_in_warehouse(
     if unknown:
         raise LdwError(f"{wh.root}: unknown run(s) {', '.join(unknown)}")
     targets = {run: wh.checkpoints(run) for run in runs}
-    dev = resolve_device(device)
     summary = ProbeSummary()
     params = {"n_sequences": n_sequences, "batch_size": batch_size, "dtype": "float32", "device": dev.type}
     columns = [
@@ -87,7 +87,8 @@ def probe_weights_in_warehouse(
             for step, path in checkpoints.select("step", "path").iter_rows():
                 try:
                     model = load_causal_lm(Path(path), dev, torch.float32)
-                    probed = probe_checkpoint(model, _probe_batch(ids, model, path), batch_size)
+                    with cpu_threads(dev, getattr(model.config, "hidden_size", SINGLE_THREAD_MAX_HIDDEN + 1)):
+                        probed = probe_checkpoint(model, _probe_batch(ids, model, path), batch_size)
                 except ProbeError as exc:
                     summary.failures.append((run, step, str(exc)))
                 else:

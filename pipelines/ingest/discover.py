@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ldw.errors import LdwError
+from ldw.ingest.run_seed import plain_text_seed
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 TOKEN_UNITS = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "T": 10**12}
@@ -124,6 +125,11 @@ def discover_run(root: Path) -> FoundRun:
         found[step] = FoundCheckpoint(step, child, tokens)
     checkpoints = [found[s] for s in sorted(found)]
     kind, metadata = _run_kind(root, checkpoints)
+    if kind != "ldw_trainer" and checkpoints:
+        seed, source, seed_warnings = plain_text_seed(root)
+        if seed is not None:
+            metadata = {**metadata, "seed": seed, "seed_source": source}
+        warnings.extend(seed_warnings)
     return FoundRun(root, kind, checkpoints, metadata, warnings)
 
 

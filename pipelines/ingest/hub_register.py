@@ -18,6 +18,7 @@ from ldw.ingest.hub import (
     list_checkpoints,
 )
 from ldw.ingest.register import check_tokenizer, slugify
+from ldw.ingest.training_logs import load_training_log
 from ldw.probe.tokenizing import load_tokenizer, tokenizer_fingerprint
 from ldw.warehouse import CheckpointRecord, RunRecord, Warehouse
 
@@ -29,7 +30,8 @@ def ingest_hub_repo(wh: Warehouse, repo_id: str, config: IngestConfig) -> Ingest
 
     Duplicate weights are found from the LFS sha256 the Hub lists for every weight file. Where each
     checkpoint lives (commit, files and their sha256) goes into the run's metadata under ``hub``,
-    merged with what an earlier ingest of the same repository registered.
+    merged with what an earlier ingest of the same repository registered. A training log given with
+    ``--log`` (a local file) is stored as the run's traces.
     """
     checkpoints, warnings = list_checkpoints(repo_id, config.revisions, config.every)
     run_name = config.name or repo_id.split("/", 1)[1]
@@ -39,6 +41,7 @@ def ingest_hub_repo(wh: Warehouse, repo_id: str, config: IngestConfig) -> Ingest
     tok_path = Path(config.tokenizer).resolve() if config.tokenizer else folder
     fingerprint = tokenizer_fingerprint(load_tokenizer(tok_path))
     check_tokenizer(wh, run_id, tok_path, fingerprint)
+    log = load_training_log(Path(config.log)) if config.log is not None else None
 
     records, first_with, duplicates = [], {}, 0
     for ck in checkpoints:
@@ -74,7 +77,12 @@ def ingest_hub_repo(wh: Warehouse, repo_id: str, config: IngestConfig) -> Ingest
         )
     )
     n_new = wh.upsert_checkpoints(run_id, records)
-    return IngestResult(run_id, f"{HUB_PREFIX}{repo_id}", HUB_SOURCE_KIND, len(records), n_new, duplicates, 0, warnings)
+    n_trace_rows = 0
+    if log is not None:
+        n_trace_rows = wh.write_traces(run_id, log.frame)
+        warnings.extend(log.notes())
+    source = f"{HUB_PREFIX}{repo_id}"
+    return IngestResult(run_id, source, HUB_SOURCE_KIND, len(records), n_new, duplicates, n_trace_rows, warnings)
 
 
 def _download_config(ck: HubCheckpoint) -> Path:

@@ -2,8 +2,13 @@
 
 Each reader turns one file (or a folder of TensorBoard event files) into raw
 long-format records ``(step, name, value)`` in the order they occur in the
-file, with names as written there. Normalising names, dropping non-finite
-values and resolving duplicate steps happen in ``ldw.ingest.training_logs``.
+file, with names as written there. A value is a float (numbers written as
+text, like ``"3.0"``, are read as numbers), or None for a value that is not a
+number (a word, a list, true/false), which is counted and warned about; an
+absent value (JSON null, an empty CSV cell) makes no record. Steps must be
+whole numbers in ``[0, MAX_STEP]``; any other step is an error naming the file
+and line. Normalising names, dropping non-finite values and resolving
+duplicate steps happen in ``ldw.ingest.training_logs``.
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ from typing import Any
 
 from ldw.errors import LdwError
 
-Record = tuple[int, str, float]
+Record = tuple[int, str, float | None]
+
+# No training run takes 10**12 optimizer steps; a larger step is a corrupt or misread log.
+MAX_STEP = 10**12
 
 # Keys that hold the optimizer step in JSONL / CSV logs, most specific first.
 STEP_KEYS = ("step", "Step", "global_step", "trainer/global_step", "train/global_step", "_step", "iteration", "iter")
@@ -31,23 +39,36 @@ _WANDB_COLUMN = re.compile(r"^(?P<run>.+?) - (?P<metric>.+)$")
 
 
 def _as_step(raw: Any, where: str) -> int:
-    """An integer step from a JSON/CSV value; floats must be whole numbers."""
+    """An integer step in ``[0, MAX_STEP]`` from a JSON/CSV value; floats must be whole numbers."""
     if isinstance(raw, bool) or raw is None or raw == "":
         raise LdwError(f"{where}: no step value")
+    shown = raw if isinstance(raw, str) else repr(raw)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
     try:
         value = float(raw)
     except (TypeError, ValueError):
-        raise LdwError(f"{where}: step {raw!r} is not a number") from None
-    if not math.isfinite(value) or value != int(value):
-        raise LdwError(f"{where}: step {raw!r} is not a whole number")
+        raise LdwError(f"{where}: step {shown} is not a number") from None
+    except OverflowError:  # an integer too large for a float
+        value = math.inf if raw > 0 else -math.inf
+    if math.isfinite(value) and value != int(value):
+        raise LdwError(f"{where}: step {shown} is not a whole number")
+    if value < 0:
+        raise LdwError(f"{where}: step {shown} is negative")
+    if value > MAX_STEP:
+        raise LdwError(f"{where}: step {shown} is beyond {MAX_STEP:,}, not an optimizer step")
     return int(value)
 
 
 def _as_value(raw: Any) -> float | None:
-    """A float for numeric JSON values (NaN/inf kept); None for anything else."""
-    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+    """A float for numbers and numeric text (NaN/inf kept); None for anything else."""
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
         return None
-    return float(raw)
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+    except OverflowError:  # an integer too large for a float
+        return math.inf if raw > 0 else -math.inf
 
 
 def _flatten(record: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -73,11 +94,9 @@ def _records_from_mapping(flat: dict[str, Any], where: str) -> Iterator[Record]:
         raise LdwError(f"{where}: no step field (expected one of {', '.join(STEP_KEYS)})")
     step = _as_step(flat[key], where)
     for name, raw in flat.items():
-        if name in STEP_KEYS or name in IGNORED_KEYS:
+        if name in STEP_KEYS or name in IGNORED_KEYS or raw is None:
             continue
-        value = _as_value(raw)
-        if value is not None:
-            yield step, name, value
+        yield step, name, _as_value(raw)
 
 
 def read_jsonl(path: Path) -> list[Record]:
@@ -150,8 +169,8 @@ def read_csv(path: Path) -> list[Record]:
     """A CSV log with a step column: Lightning ``metrics.csv`` (sparse rows, merged by
     step), a W&B panel export (``<run> - <metric>`` columns), or any numeric table.
 
-    Empty cells are skipped; cells that are not numbers are skipped too (e.g. a
-    text column), so only numeric traces come out.
+    Empty cells are skipped; cells that are not numbers (e.g. a text column)
+    become None records, counted and warned about.
     """
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.reader(handle)
@@ -176,10 +195,8 @@ def read_csv(path: Path) -> list[Record]:
             step = _as_step(row[step_at].strip() if step_at < len(row) else "", f"{path}: line {number}")
             for index, name in wanted:
                 cell = row[index].strip() if index < len(row) else ""
-                try:
-                    records.append((step, name, float(cell)))
-                except ValueError:
-                    continue
+                if cell:
+                    records.append((step, name, _as_value(cell)))
     return records
 
 
@@ -229,5 +246,5 @@ def read_tensorboard(path: Path) -> list[Record]:
                 if array.size == 1:
                     events.append((e.wall_time, e.step, tag, float(array.reshape(-1)[0])))
         events.sort(key=lambda event: event[0])
-        records.extend((int(step), tag, value) for _, step, tag, value in events)
+        records.extend((_as_step(step, f"{file}: tag {tag!r}"), tag, value) for _, step, tag, value in events)
     return records

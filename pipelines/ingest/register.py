@@ -8,11 +8,11 @@ from pathlib import Path
 
 from rich.progress import Progress
 
-from ldw.errors import LdwError
+from ldw.errors import LdwError, SettingsError
 from ldw.ingest.config import IngestConfig, IngestResult
 from ldw.ingest.discover import FoundRun, discover_paths, hash_weights
 from ldw.ingest.hub import hub_repo
-from ldw.ingest.training_logs import find_training_log, read_training_log
+from ldw.ingest.training_logs import find_training_log, load_training_log
 from ldw.probe.tokenizing import has_tokenizer, load_tokenizer, tokenizer_fingerprint
 from ldw.warehouse import CheckpointRecord, RunRecord, Warehouse
 
@@ -46,13 +46,14 @@ def ingest_paths(
     repos = [repo for p in paths if (repo := hub_repo(str(p))) is not None]
     local = [Path(p) for p in paths if hub_repo(str(p)) is None]
     if (config.revisions is not None or config.every is not None) and not repos:
-        raise LdwError("--revisions and --every choose branches of hf:ORG/NAME repositories; no such path given")
+        raise SettingsError("--revisions and --every choose branches of hf:ORG/NAME repositories; no such path given")
     runs = discover_paths(local) if local else []
-    if config.name is not None and len(runs) + len(repos) > 1:
-        found = len(runs) + len(repos)
-        raise LdwError(f"--name given but {found} runs were found; ingest them one at a time to name them")
+    found = len(runs) + len(repos)
+    for option, value in (("--name", config.name), ("--log", config.log)):
+        if value is not None and found > 1:
+            raise SettingsError(f"{option} given but {found} runs were found; ingest them one at a time")
     wh = Warehouse.create(warehouse)
-    results = [_ingest_run(wh, run, config.name, config.tokenizer, config.tokens_per_step, progress) for run in runs]
+    results = [_ingest_run(wh, run, config, progress) for run in runs]
     if repos:
         from ldw.ingest.hub_register import ingest_hub_repo
 
@@ -60,20 +61,15 @@ def ingest_paths(
     return results
 
 
-def _ingest_run(
-    wh: Warehouse,
-    run: FoundRun,
-    name: str | None,
-    tokenizer: Path | None,
-    tokens_per_step: int | None,
-    progress: bool,
-) -> IngestResult:
-    run_name = name or run.root.name
+def _ingest_run(wh: Warehouse, run: FoundRun, config: IngestConfig, progress: bool) -> IngestResult:
+    run_name = config.name or run.root.name
     run_id = slugify(run_name)
-    tok_path = Path(tokenizer).resolve() if tokenizer else find_tokenizer(run)
+    tok_path = Path(config.tokenizer).resolve() if config.tokenizer else find_tokenizer(run)
     fingerprint = tokenizer_fingerprint(load_tokenizer(tok_path))
     check_tokenizer(wh, run_id, tok_path, fingerprint)
-    tokens_per_step = tokens_per_step or run.metadata.get("tokens_per_step")
+    log_path = Path(config.log) if config.log is not None else find_training_log(run.root)
+    log = load_training_log(log_path) if log_path is not None else None
+    tokens_per_step = config.tokens_per_step or run.metadata.get("tokens_per_step")
     tokens_by_step = _hf_tokens_seen(run) if run.kind == "hf_trainer" else {}
 
     records, hashes, duplicates = [], {}, 0
@@ -93,7 +89,7 @@ def _ingest_run(
             records.append(CheckpointRecord(ck.step, tokens, str(ck.path), digest, duplicate_of))
             bar.advance(task)
 
-    config = _read_config(run)
+    model_config = _read_config(run)
     wh.upsert_run(
         RunRecord(
             run_id=run_id,
@@ -101,8 +97,8 @@ def _ingest_run(
             seed=run.metadata.get("seed"),
             source=str(run.root),
             source_kind=run.kind,
-            arch=config.get("model_type"),
-            model_config=config,
+            arch=model_config.get("model_type"),
+            model_config=model_config,
             tokenizer_path=str(tok_path),
             tokenizer_fingerprint=fingerprint,
             tokens_per_step=int(tokens_per_step) if tokens_per_step else None,
@@ -111,9 +107,9 @@ def _ingest_run(
     )
     n_new = wh.upsert_checkpoints(run_id, records)
     n_trace_rows = 0
-    log_path = find_training_log(run.root)
-    if log_path is not None:
-        n_trace_rows = wh.write_traces(run_id, read_training_log(log_path))
+    if log is not None:
+        n_trace_rows = wh.write_traces(run_id, log.frame)
+        run.warnings.extend(log.notes())
     return IngestResult(run_id, run.root, run.kind, len(records), n_new, duplicates, n_trace_rows, run.warnings)
 
 

@@ -13,8 +13,12 @@ Cleaning rules, the same for every format:
   same name, the one already spelled canonically (else the first in sorted
   order) takes it and the others keep their own names;
 - NaN and +-inf values are left out of the table and counted per name
-  (``TrainingLog.nonfinite``); ``read_training_log`` emits a
-  ``TrainingLogWarning`` saying how many;
+  (``TrainingLog.nonfinite``); so are values that are not numbers (words,
+  lists, true/false: ``TrainingLog.non_numeric``); numbers written as text
+  (``"3.0"``) are read as numbers. ``read_training_log`` emits a
+  ``TrainingLogWarning`` saying how many were left out;
+- a step that is not a whole number in ``[0, 10**12]`` is an error naming the
+  file and line (or the ``log_history`` entry, or the TensorBoard tag);
 - a (step, name) pair seen more than once with different values (a resumed
   run re-logging steps, a log whose steps go backwards) keeps its LAST
   occurrence in file order; the number of dropped rows is
@@ -68,13 +72,15 @@ class TrainingLog:
     nonfinite: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     renamed: dict[str, str] = field(default_factory=dict)
+    non_numeric: dict[str, int] = field(default_factory=dict)
 
     def notes(self) -> list[str]:
         """One human-readable line per thing left out of the table."""
         notes = []
-        if self.nonfinite:
-            counts = ", ".join(f"{name}: {n}" for name, n in sorted(self.nonfinite.items()))
-            notes.append(f"{self.path}: left out {sum(self.nonfinite.values())} NaN/inf values ({counts})")
+        for left_out, what in ((self.nonfinite, "NaN/inf values"), (self.non_numeric, "values that are not numbers")):
+            if left_out:
+                counts = ", ".join(f"{name}: {n}" for name, n in sorted(left_out.items()))
+                notes.append(f"{self.path}: left out {sum(left_out.values())} {what} ({counts})")
         if self.duplicates:
             notes.append(
                 f"{self.path}: {self.duplicates} values logged again for an earlier (step, name); kept the last"
@@ -131,8 +137,10 @@ def detect_format(path: Path) -> str:
 _READERS = {"trainer_state": read_trainer_state, "tensorboard": read_tensorboard, "csv": read_csv, "jsonl": read_jsonl}
 
 
-def _clean(records: list[Record]) -> tuple[pl.DataFrame, dict[str, int], int, dict[str, str]]:
-    """Normalise names, drop non-finite values (counted) and keep the last value per (step, name)."""
+def _clean(records: list[Record]) -> tuple[pl.DataFrame, dict[str, int], int, dict[str, str], dict[str, int]]:
+    """Normalise names, drop non-numeric and non-finite values (counted) and keep the last value per (step, name)."""
+    non_numeric = dict(Counter(name for _, name, value in records if value is None))
+    records = [record for record in records if record[2] is not None]
     mapping = _rename_map({name for _, name, _ in records})
     steps = np.fromiter((r[0] for r in records), dtype=np.int64, count=len(records))
     values = np.fromiter((r[2] for r in records), dtype=np.float64, count=len(records))
@@ -148,7 +156,7 @@ def _clean(records: list[Record]) -> tuple[pl.DataFrame, dict[str, int], int, di
     duplicates = frame.height - kept.height
     kept = kept.drop("order").sort("name", "step")
     renamed = {src: dst for src, dst in mapping.items() if src != dst}
-    return kept, nonfinite, duplicates, renamed
+    return kept, nonfinite, duplicates, renamed, non_numeric
 
 
 def load_training_log(path: Path) -> TrainingLog:
@@ -161,10 +169,10 @@ def load_training_log(path: Path) -> TrainingLog:
         records = _READERS[fmt](path)
     except UnicodeDecodeError as err:
         raise LdwError(f"{path}: not valid UTF-8 text ({err.reason} at byte {err.start})") from None
-    frame, nonfinite, duplicates, renamed = _clean(records)
+    frame, nonfinite, duplicates, renamed, non_numeric = _clean(records)
     if frame.height == 0:
         raise LdwError(f"{path}: no numeric values with a step found in this {fmt} log")
-    return TrainingLog(path, fmt, frame, nonfinite, duplicates, renamed)
+    return TrainingLog(path, fmt, frame, nonfinite, duplicates, renamed, non_numeric)
 
 
 def read_training_log(path: Path) -> pl.DataFrame:
@@ -234,7 +242,7 @@ def _root_table_log(run_dir: Path) -> Path | None:
     if len(hinted) == 1:
         return hinted[0]
     names = ", ".join(p.name for p in (hinted or files))
-    raise LdwError(f"{run_dir}: several possible training logs ({names}); pass the log file explicitly")
+    raise LdwError(f"{run_dir}: several possible training logs ({names}); choose one with `ldw ingest --log FILE`")
 
 
 def find_training_log(run_dir: Path) -> Path | None:

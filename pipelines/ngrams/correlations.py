@@ -6,7 +6,15 @@ where both are finite: Pearson r and Spearman rho (average ranks for ties) with
 two-sided p-values from the t distribution with n-2 degrees of freedom (what
 scipy.stats.pearsonr / spearmanr report), and the OLS fit metric ~ 1 + predictor
 (coefficient, its standard error, intercept, adjusted R^2, n). Rows with
-``scope = "mean_over_runs"`` average the per-run statistics (no p-values).
+``scope = "mean_over_runs"`` average the per-run statistics: correlations
+through Fisher's z (``tanh`` of the mean ``atanh``), the rest plainly (no p-values).
+
+Never-acquired tokens (``acquired`` false: G never gets below chance) have no
+age of acquisition, only the released code's placeholder (the last step): by
+default they are left out of every AoA statistic (per run: the tokens not
+acquired in that run; run means: the tokens not acquired in every run) and
+counted in ``n_unacquired_excluded``. ``include_unacquired=True`` keeps them,
+as the released code does.
 """
 
 from __future__ import annotations
@@ -29,6 +37,8 @@ CROSSRUN_METRICS = (
     "mean_forgettability",
     "mean_sigmoid_aoa_log10_step",
 )
+AOA_METRICS = ("aoa_log10_step", "sigmoid_aoa_log10_step", "mean_aoa_log10_step", "mean_sigmoid_aoa_log10_step")
+FISHER_Z = ("pearson_r", "spearman_rho")
 STAT_COLUMNS = (
     "n",
     "pearson_r",
@@ -113,7 +123,7 @@ class _RankCache:
 
 
 def _block(frame: pl.DataFrame, metrics: list[str], predictors: list[str], label: dict[str, Any]) -> list[dict]:
-    """Statistics of every (metric, predictor) pair of one frame."""
+    """Statistics of every (metric, predictor) pair of one frame (AoA already null where it is left out)."""
     cache = _RankCache()
     rows = []
     for metric in metrics:
@@ -126,8 +136,26 @@ def _block(frame: pl.DataFrame, metrics: list[str], predictors: list[str], label
     return rows
 
 
+def without_unacquired(frame: pl.DataFrame, acquired: pl.Expr) -> tuple[pl.DataFrame, int]:
+    """``frame`` with its AoA columns null where ``acquired`` is false, and how many tokens that is."""
+    if "acquired" not in frame.columns and "n_runs_acquired" not in frame.columns:
+        raise LdwError("token_metrics has no acquired column (written by an older ldw); rerun `ldw metrics`")
+    excluded = int(frame.select((~acquired).sum()).item())
+    columns = [c for c in AOA_METRICS if c in frame.columns]
+    return frame.with_columns(pl.when(acquired).then(pl.col(c)).otherwise(None).alias(c) for c in columns), excluded
+
+
+def _labelled(rows: list[dict], excluded: int) -> list[dict]:
+    for row in rows:
+        row["n_unacquired_excluded"] = excluded if row["metric"] in AOA_METRICS else 0
+    return rows
+
+
 def correlation_table(
-    token_metrics: pl.DataFrame, crossrun_metrics: pl.DataFrame | None, ngram_stats: pl.DataFrame
+    token_metrics: pl.DataFrame,
+    crossrun_metrics: pl.DataFrame | None,
+    ngram_stats: pl.DataFrame,
+    include_unacquired: bool = False,
 ) -> pl.DataFrame:
     """Per-run, run-averaged and cross-run statistics of each metric against each n-gram predictor."""
     predictors = [p for p in PREDICTORS if p in ngram_stats.columns]
@@ -139,12 +167,19 @@ def correlation_table(
     run_ids = token_metrics["run_id"].unique(maintain_order=True).sort().to_list()
     for run_id in run_ids:
         run = token_metrics.filter(pl.col("run_id") == run_id).join(features, on="token_idx", how="inner")
-        rows += _block(run, metrics, predictors, {"scope": "run", "run_id": run_id, "n_runs": 1})
+        excluded = 0
+        if not include_unacquired:
+            run, excluded = without_unacquired(run, pl.col("acquired"))
+        rows += _labelled(_block(run, metrics, predictors, {"scope": "run", "run_id": run_id, "n_runs": 1}), excluded)
     if crossrun_metrics is not None and crossrun_metrics.height:
         cross = [m for m in CROSSRUN_METRICS if m in crossrun_metrics.columns]
         joined = crossrun_metrics.join(features, on="token_idx", how="inner")
         n_runs = int(crossrun_metrics["n_runs"][0]) if "n_runs" in crossrun_metrics.columns else len(run_ids)
-        rows += _block(joined, cross, predictors, {"scope": "crossrun", "run_id": None, "n_runs": n_runs})
+        excluded = 0
+        if not include_unacquired:
+            joined, excluded = without_unacquired(joined, pl.col("n_runs_acquired") == pl.col("n_runs"))
+        label = {"scope": "crossrun", "run_id": None, "n_runs": n_runs}
+        rows += _labelled(_block(joined, cross, predictors, label), excluded)
     schema = {
         "scope": pl.String,
         "run_id": pl.String,
@@ -152,16 +187,20 @@ def correlation_table(
         "predictor": pl.String,
         "n_runs": pl.Int64,
         **{c: (pl.Int64 if c == "n" else pl.Float64) for c in STAT_COLUMNS},
+        "n_unacquired_excluded": pl.Int64,
     }
     table = pl.DataFrame(rows, schema=schema)
     per_run = table.filter(pl.col("scope") == "run")
+    plain = [c for c in STAT_COLUMNS if c not in ("n", "pearson_p", "spearman_p", *FISHER_Z)]
     averaged = per_run.group_by(["metric", "predictor"], maintain_order=True).agg(
         pl.lit("mean_over_runs").alias("scope"),
         pl.lit(None, pl.String).alias("run_id"),
         pl.col("n").mean().round().cast(pl.Int64),
         pl.lit(None, pl.Float64).alias("pearson_p"),
         pl.lit(None, pl.Float64).alias("spearman_p"),
-        *[pl.col(c).mean() for c in STAT_COLUMNS if c not in ("n", "pearson_p", "spearman_p")],
+        *[pl.col(c).arctanh().mean().tanh() for c in FISHER_Z],
+        *[pl.col(c).mean() for c in plain],
+        pl.col("n_unacquired_excluded").mean().round().cast(pl.Int64),
         pl.len().alias("n_runs"),
     )
     table = pl.concat([table, averaged.select(table.columns)], how="vertical_relaxed")

@@ -20,10 +20,20 @@ with the number of distinct n-grams, not with the corpus size.
 Lookup. Keys of one order are sorted by prefix, so the context count
 ``sum_w c(prefix w)`` (the MLE denominator) is a range sum over a cumulative
 count array.
+
+Start padding (``start_pad=True``, as Chang et al.'s released counts): every
+sequence is counted as if ``max_n - 1`` copies of a pad id (one past the
+vocabulary) stood before it, so the first tokens are counted in n-grams with
+pad contexts, e.g. ``(pad, pad, w0)``; the pad itself is never a target (the
+all-pad n-grams are kept with count 0 because longer keys are built on them).
+:meth:`NgramCounts.pruned` drops the n-grams of some orders seen fewer than a
+minimum number of times; the MLE denominators are then sums over the
+surviving continuations.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -115,6 +125,8 @@ class NgramCounts:
     ``keys[k-2]``, ``counts[k-2]``, ``cumulative[k-2]`` (counts prefixed with 0
     and summed) and ``ids[k-2]`` (dense ids, empty unless ``dense[k-1]``)
     describe order k; see the module docstring for the key encoding.
+    ``vocab_size`` is the base of the keys: with start padding the pad id
+    ``pad_id = vocab_size - 1`` is part of it. ``n_tokens`` counts real tokens.
     """
 
     vocab_size: int
@@ -127,13 +139,36 @@ class NgramCounts:
     counts: tuple[np.ndarray, ...]
     cumulative: tuple[np.ndarray, ...]
     ids: tuple[np.ndarray, ...]
+    pad_id: int | None = None
 
     def distinct(self, order: int) -> int:
-        """Number of distinct n-grams of ``order`` seen."""
+        """Number of distinct n-grams of ``order`` seen (pad-only placeholders not included)."""
         self._check_order(order)
         if order == 1:
             return int(np.count_nonzero(self.unigram))
-        return int(self.keys[order - 2].size)
+        return int(np.count_nonzero(self.counts[order - 2]))
+
+    def pruned(self, min_count: int, from_order: int) -> NgramCounts:
+        """These counts without the n-grams of order >= ``from_order`` (>= 2) seen fewer than ``min_count`` times.
+
+        An n-gram's count is at most its prefix's, so no kept n-gram loses the
+        prefix its key is built on.
+        """
+        if from_order < 2:
+            raise LdwError(f"pruning starts at order 2 or higher, not {from_order}")
+        keys, counts, ids = list(self.keys), list(self.counts), list(self.ids)
+        for k in range(from_order, self.max_n + 1):
+            keep = (counts[k - 2] >= min_count) | (counts[k - 2] == 0)  # count 0: a pad-only placeholder
+            keys[k - 2], counts[k - 2] = keys[k - 2][keep], counts[k - 2][keep]
+            if self.dense[k - 1]:
+                ids[k - 2] = ids[k - 2][keep]
+        return dataclasses.replace(
+            self,
+            keys=tuple(keys),
+            counts=tuple(counts),
+            cumulative=tuple(np.concatenate([[0], np.cumsum(c)]) for c in counts),
+            ids=tuple(ids),
+        )
 
     def ngram_table(self, order: int) -> tuple[np.ndarray, np.ndarray]:
         """All n-grams of ``order`` as an int64 array [distinct, order] with their counts."""
@@ -147,11 +182,12 @@ class NgramCounts:
             columns.append(keys % self.vocab_size)
             keys = keys // self.vocab_size
             if self.dense[k - 2]:
-                key_by_id = np.empty(self.ids[k - 3].size, dtype=np.int64)
+                key_by_id = np.empty(int(self.ids[k - 3].max(initial=-1)) + 1, dtype=np.int64)  # pruned: gaps
                 key_by_id[self.ids[k - 3]] = self.keys[k - 3]
                 keys = key_by_id[keys]
         columns.append(keys)
-        return np.stack(columns[::-1], axis=1), self.counts[order - 2]
+        seen = self.counts[order - 2] > 0
+        return np.stack(columns[::-1], axis=1)[seen], self.counts[order - 2][seen]
 
     def count(self, ngram: Sequence[int]) -> int:
         """Count of one n-gram (a sequence of 1..max_n token ids); 0 when unseen."""
@@ -168,11 +204,22 @@ class NgramCounts:
         count of its (k-1)-token context followed by any token (the corpus size for
         k = 1). Both are 0 where the k-gram does not fit inside its sequence or its
         context was never seen; token ids outside the vocabulary count as unseen.
+        With start padding every sequence is read with the pads before it, as counted.
         """
         tokens = np.asarray(tokens, dtype=np.int64)
         lengths = np.asarray(lengths, dtype=np.int64)
         if int(lengths.sum()) != tokens.size or (lengths.size and lengths.min() < 0):
             raise LdwError(f"sequence lengths sum to {int(lengths.sum())}, not {tokens.size} tokens")
+        if self.pad_id is None:
+            return self._position_counts(tokens, lengths)
+        pads = self.max_n - 1
+        real = np.arange(tokens.size) + pads * (np.repeat(np.arange(lengths.size), lengths) + 1)
+        padded = np.full(tokens.size + pads * lengths.size, self.pad_id, dtype=np.int64)
+        padded[real] = tokens
+        gram, context = self._position_counts(padded, lengths + pads)
+        return gram[:, real], context[:, real]
+
+    def _position_counts(self, tokens: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n, vocab = tokens.size, self.vocab_size
         gram = np.zeros((self.max_n, n), dtype=np.int64)
         context = np.zeros((self.max_n, n), dtype=np.int64)
@@ -180,7 +227,7 @@ class NgramCounts:
         safe = np.where(known, tokens, 0)
         gram[0] = np.where(known, self.unigram[safe], 0)
         context[0] = self.n_tokens
-        prefix_of_next = np.where(gram[0] > 0, safe, -1)
+        prefix_of_next = np.where(known, safe, -1)
         offset = _offsets(lengths)
         for k in range(2, self.max_n + 1):
             keys, counts, cumulative, ids = (a[k - 2] for a in (self.keys, self.counts, self.cumulative, self.ids))
@@ -211,21 +258,25 @@ class NgramCounts:
 class NgramCounter:
     """Accumulates n-gram counts from token-id sequences added one at a time."""
 
-    def __init__(self, vocab_size: int, max_n: int = 5, chunk_tokens: int = DEFAULT_CHUNK_TOKENS) -> None:
-        """Count orders 1..``max_n`` over ids in [0, ``vocab_size``), counting every ``chunk_tokens``."""
+    def __init__(
+        self, vocab_size: int, max_n: int = 5, chunk_tokens: int = DEFAULT_CHUNK_TOKENS, start_pad: bool = False
+    ) -> None:
+        """Count orders 1..``max_n`` over ids in [0, ``vocab_size``), every ``chunk_tokens``; see the module doc."""
         if not 1 <= vocab_size <= MAX_VOCAB:
             raise LdwError(f"vocab_size must be in [1, {MAX_VOCAB}], got {vocab_size}")
         if max_n < 1:
             raise LdwError(f"max_n must be at least 1, got {max_n}")
         if chunk_tokens < 1:
             raise LdwError(f"chunk_tokens must be positive, got {chunk_tokens}")
-        self.vocab_size = vocab_size
+        self.pad_id = vocab_size if start_pad else None
+        self.vocab_size = vocab_size + 1 if start_pad else vocab_size
         self.max_n = max_n
         self.chunk_tokens = chunk_tokens
         self.n_tokens = 0
         self.n_sequences = 0
-        self._dense = _dense_orders(vocab_size, max_n)
-        self._unigram = np.zeros(vocab_size, dtype=np.int64)
+        self._pads = np.full(max_n - 1 if start_pad else 0, vocab_size, dtype=np.int64)
+        self._dense = _dense_orders(self.vocab_size, max_n)
+        self._unigram = np.zeros(self.vocab_size, dtype=np.int64)
         self._tables = [_SortedTable(self._dense[k - 1]) for k in range(2, max_n + 1)]
         self._buffer: list[np.ndarray] = []
         self._buffered = 0
@@ -240,6 +291,10 @@ class NgramCounter:
             raise LdwError(f"a sequence must be a 1-D array of integer token ids, got {arr.dtype} of shape {arr.shape}")
         if arr.size == 0:
             return
+        if self.pad_id is not None:
+            if int(arr.max()) >= self.pad_id:
+                raise LdwError(f"token id {int(arr.max())} outside the vocabulary [0, {self.pad_id})")
+            arr = np.concatenate([self._pads, arr])
         self._buffer.append(arr.astype(np.int64, copy=False))
         self._buffered += arr.size
         if self._buffered >= self.chunk_tokens:
@@ -253,18 +308,36 @@ class NgramCounter:
     def finish(self) -> NgramCounts:
         """Count what is still buffered and return the final counts."""
         self._flush()
+        counts = [t.counts for t in self._tables]
+        unigram = self._unigram.copy()
+        if self.pad_id is not None:
+            self._zero_pad_only(unigram, counts)
         return NgramCounts(
             vocab_size=self.vocab_size,
             max_n=self.max_n,
-            n_tokens=self.n_tokens,
+            n_tokens=self.n_tokens - self.n_sequences * self._pads.size,
             n_sequences=self.n_sequences,
             dense=self._dense,
-            unigram=self._unigram.copy(),
+            unigram=unigram,
             keys=tuple(t.keys for t in self._tables),
-            counts=tuple(t.counts for t in self._tables),
-            cumulative=tuple(np.concatenate([[0], np.cumsum(t.counts)]) for t in self._tables),
+            counts=tuple(counts),
+            cumulative=tuple(np.concatenate([[0], np.cumsum(c)]) for c in counts),
             ids=tuple(t.ids for t in self._tables),
+            pad_id=self.pad_id,
         )
+
+    def _zero_pad_only(self, unigram: np.ndarray, counts: list[np.ndarray]) -> None:
+        """Set the counts of (pad,), (pad, pad), ... to 0: pads are context, never targets."""
+        unigram[self.pad_id] = 0
+        prefix = self.pad_id
+        for k, table in enumerate(self._tables, start=2):
+            key = prefix * self.vocab_size + self.pad_id
+            pos = int(np.searchsorted(table.keys, key))
+            if pos == table.keys.size or table.keys[pos] != key:
+                break  # no sequence long enough to hold this many pads before a token
+            counts[k - 2] = counts[k - 2].copy()
+            counts[k - 2][pos] = 0
+            prefix = int(table.ids[pos]) if table.dense else key
 
     def _flush(self) -> None:
         if not self._buffer:
@@ -305,8 +378,9 @@ def count_ngrams(
     vocab_size: int,
     max_n: int = 5,
     chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+    start_pad: bool = False,
 ) -> NgramCounts:
     """Count n-grams of orders 1..``max_n`` within each sequence of an iterable of token ids."""
-    counter = NgramCounter(vocab_size, max_n, chunk_tokens)
+    counter = NgramCounter(vocab_size, max_n, chunk_tokens, start_pad)
     counter.update(sequences)
     return counter.finish()

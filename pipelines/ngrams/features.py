@@ -1,23 +1,29 @@
-"""N-gram predictors of each evaluation token (the ``ngram_stats`` table).
+"""N-gram and context predictors of each evaluation token (the ``ngram_stats`` table), as Chang et al. release them.
 
-Definitions (docs/methods.md, "N-gram predictors"), all in bits, counts from a
-reference corpus (:mod:`ldw.ngrams.counts`):
+All logarithms base 2; counts from the reference corpus (:mod:`ldw.ngrams.counts`,
+start-padded, 3- to 5-grams seen once pruned); each evaluation sequence is read
+as the model reads it (prefix token first when the evaluation set has one) and
+padded at its start like the counted sequences.
 
-* ``log2_unigram_freq``: log2(count(w) / corpus tokens) of the target w.
-* ``ngram_surprisal``: -log2 P(w | up to max_n-1 preceding tokens of its own
-  sequence), MLE ``c(context w) / c(context .)`` with plain backoff: the highest
-  order whose n-gram was seen is used (a seen n-gram implies a seen context).
-  ``ngram_order`` records that order.
-* ``ngram_surprisal_resid``: residual of the OLS fit of ngram_surprisal on
-  log2_unigram_freq (with intercept) over all evaluation tokens.
-* ``context_logprob``: mean log2 unigram probability of the tokens before the
-  target in its sequence (NaN at position 0).
-* ``log2_context_length``: log2 of the number of tokens before the target in
-  its sequence (NaN at position 0).
+* ``P_k(w | c)``: maximum likelihood ``c(c w) / sum of the counts of c's
+  surviving continuations``; a probability of at most 1e-8 counts as unseen
+  (the released ``np.isclose(p, 0)``).
+* Backoff: at each position, the highest order whose probability is seen
+  (plain backoff, no discount); ``ngram_order`` records it. Where not even the
+  unigram is seen, the lowest seen unigram log-probability over every position
+  of the evaluation sequences fills in (``ngram_order`` 0).
+* ``log2_unigram_freq``: the target's backed-off unigram log-probability.
+* ``ngram_log2prob``: the target's backed-off ``max_n``-gram log-probability.
+* ``context_logprob``: mean backed-off unigram log-probability of every token
+  before the target (the prefix token included).
+* ``log2_context_length``: log2 of the number of tokens before the target.
+* ``contextual_diversity`` (:mod:`ldw.ngrams.diversity`), ``contextual_div_raw``.
 
-A target never seen in the reference corpus (``unigram_count`` 0,
-``ngram_order`` 0) gets the smallest nonzero unigram probability, as Chang et
-al.'s released code smooths unseen unigrams; unseen context tokens get the same.
+:func:`released_predictors` then makes the regression predictors: the n-gram
+log-probability is replaced by its residual on the unigram log-probability
+(OLS with intercept, ``ngram_log2prob_resid``), and each of the five
+:data:`PREDICTORS` is clipped to mean +- 5 SD (population SD, computed before
+clipping), in that order.
 """
 
 from __future__ import annotations
@@ -26,92 +32,113 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import statsmodels.api as sm
 
 from ldw.errors import LdwError
 from ldw.ngrams.counts import NgramCounts
 
 TABLE = "ngram_stats"
+ZERO_PROBABILITY = 1e-8
+CLIP_SD = 5.0
 PREDICTORS = (
     "log2_unigram_freq",
-    "ngram_surprisal",
-    "ngram_surprisal_resid",
-    "context_logprob",
+    "ngram_log2prob_resid",
     "log2_context_length",
+    "context_logprob",
+    "contextual_diversity",
 )
 
 
-def _flatten(sequences: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Concatenated tokens, lengths and start offsets of a list of sequences."""
-    lengths = np.array([len(s) for s in sequences], dtype=np.int64)
-    tokens = np.concatenate([np.asarray(s, dtype=np.int64) for s in sequences]) if sequences else np.zeros(0, np.int64)
-    return tokens, lengths, np.cumsum(lengths) - lengths
+def backoff_log2prob(counts: NgramCounts, tokens: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Backed-off log2 probability of every token of concatenated sequences, [max_n, n], and the order used.
+
+    Row ``k - 1`` is the k-gram estimate backed off to lower orders (row 0: the
+    unigram, filled where unseen). The order array belongs to the last row.
+    """
+    gram, context = counts.position_counts(tokens, lengths)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        prob = gram / context
+    seen = (gram > 0) & (prob > ZERO_PROBABILITY)
+    log2p = np.where(seen, np.log2(np.where(seen, prob, 1.0)), np.nan)
+    if not seen[0].any():
+        raise LdwError("no evaluation token occurs in the reference corpus; n-gram statistics need an overlap")
+    fill = np.nanmin(log2p[0])
+    order = np.where(seen[0], 1, 0)
+    log2p[0] = np.where(seen[0], log2p[0], fill)
+    for k in range(2, counts.max_n + 1):
+        order = np.where(seen[k - 1], k, order)
+        log2p[k - 1] = np.where(seen[k - 1], log2p[k - 1], log2p[k - 2])
+    return log2p, order
 
 
-def _unigram_log2_prob(counts: NgramCounts, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unigram counts of ``tokens`` and their log2 probabilities, unseen ones floored."""
-    known = (tokens >= 0) & (tokens < counts.vocab_size)
-    raw = np.where(known, counts.unigram[np.where(known, tokens, 0)], 0)
-    floor = counts.unigram[counts.unigram > 0].min()
-    return raw, np.log2(np.maximum(raw, floor) / counts.n_tokens)
-
-
-def _residualize(y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Residuals of the OLS fit y ~ 1 + x."""
-    if y.size == 0:
-        return y.copy()
-    design = np.column_stack([np.ones_like(x), x])
-    beta, *_ = np.linalg.lstsq(design, y, rcond=None)
-    return y - design @ beta
-
-
-def ngram_features(
+def raw_features(
     counts: NgramCounts,
     sequences: list[np.ndarray],
-    token_seq_id: np.ndarray,
+    token_seq: np.ndarray,
     token_position: np.ndarray,
+    diversity: tuple[np.ndarray, np.ndarray] | None = None,
     token_idx: np.ndarray | None = None,
 ) -> pl.DataFrame:
-    """N-gram predictors (module docstring) of the tokens ``sequences[seq_id][position]``.
+    """The predictors before residualizing and clipping, for tokens ``sequences[seq][position]``.
 
-    Rows follow the input order; ``token_idx``, when given, becomes the first column.
+    ``sequences`` are read as the model reads them (prefix token included);
+    ``diversity`` is (adjusted, raw) per type id. Rows follow the input order;
+    ``token_idx``, when given, becomes the first column.
     """
     if counts.n_tokens == 0:
         raise LdwError("the reference corpus has no tokens; n-gram statistics need a non-empty corpus")
-    seq_id = np.asarray(token_seq_id, dtype=np.int64)
+    seq = np.asarray(token_seq, dtype=np.int64)
     position = np.asarray(token_position, dtype=np.int64)
-    if seq_id.shape != position.shape or seq_id.ndim != 1:
-        raise LdwError(
-            f"token_seq_id {seq_id.shape} and token_position {position.shape} must be equal-length 1-D arrays"
-        )
-    tokens, lengths, starts = _flatten(sequences)
-    if seq_id.size and (seq_id.min() < 0 or seq_id.max() >= len(sequences)):
-        raise LdwError(f"a token's seq_id is outside the {len(sequences)} evaluation sequences")
-    if seq_id.size and (np.any(position < 0) or np.any(position >= lengths[seq_id])):
-        bad = int(np.flatnonzero((position < 0) | (position >= lengths[seq_id]))[0])
-        raise LdwError(f"token {bad}: position {position[bad]} outside its sequence of {lengths[seq_id[bad]]} tokens")
-    flat = starts[seq_id] + position
-    gram, context = counts.position_counts(tokens, lengths)
-    gram, context = gram[:, flat], context[:, flat]
-    seen = gram > 0
-    order = np.where(seen.any(axis=0), counts.max_n - np.argmax(seen[::-1], axis=0), 0)
-    pick = np.maximum(order - 1, 0)
-    columns = np.arange(flat.size)
-    unigram_count, log2_prob = _unigram_log2_prob(counts, tokens)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        surprisal = np.where(order > 0, np.log2(context[pick, columns] / gram[pick, columns]), -log2_prob[flat])
-        prefix_sum = np.concatenate([[0.0], np.cumsum(log2_prob)])
-        context_logprob = np.where(position > 0, (prefix_sum[flat] - prefix_sum[starts[seq_id]]) / position, np.nan)
-        log2_context_length = np.where(position > 0, np.log2(position), np.nan)
+    if seq.shape != position.shape or seq.ndim != 1:
+        raise LdwError(f"token_seq {seq.shape} and token_position {position.shape} must be equal-length 1-D arrays")
+    lengths = np.array([len(s) for s in sequences], dtype=np.int64)
+    if seq.size and (seq.min() < 0 or seq.max() >= len(sequences)):
+        raise LdwError(f"a token's sequence is outside the {len(sequences)} evaluation sequences")
+    if seq.size and (np.any(position < 1) or np.any(position >= lengths[seq])):
+        bad = int(np.flatnonzero((position < 1) | (position >= lengths[seq]))[0])
+        raise LdwError(f"token {bad}: position {position[bad]} has no context or lies outside its sequence")
+    tokens = np.concatenate(sequences).astype(np.int64) if sequences else np.zeros(0, np.int64)
+    starts = np.cumsum(lengths) - lengths
+    flat = starts[seq] + position
+    log2p, order = backoff_log2prob(counts, tokens, lengths)
+    prefix_sum = np.concatenate([[0.0], np.cumsum(log2p[0])])
+    targets = tokens[flat]
+    known = targets < len(counts.unigram)
     data: dict[str, Any] = {} if token_idx is None else {"token_idx": np.asarray(token_idx, dtype=np.int64)}
     data.update(
         {
-            "unigram_count": unigram_count[flat],
-            "log2_unigram_freq": log2_prob[flat],
-            "ngram_order": order.astype(np.int8),
-            "ngram_surprisal": surprisal,
-            "ngram_surprisal_resid": _residualize(surprisal, log2_prob[flat]),
-            "context_logprob": context_logprob,
-            "log2_context_length": log2_context_length,
+            "unigram_count": np.where(known, counts.unigram[np.where(known, targets, 0)], 0),
+            "ngram_order": order[flat].astype(np.int8),
+            "ngram_log2prob": log2p[-1, flat],
+            "log2_unigram_freq": log2p[0, flat],
+            "log2_context_length": np.log2(position.astype(np.float64)),
+            "context_logprob": (prefix_sum[flat] - prefix_sum[starts[seq]]) / position,
         }
     )
+    if diversity is not None:
+        adjusted, raw = diversity
+        inside = targets < len(adjusted)
+        data["contextual_diversity"] = np.where(inside, adjusted[np.where(inside, targets, 0)], np.nan)
+        data["contextual_div_raw"] = np.where(inside, raw[np.where(inside, targets, 0)], 0)
     return pl.DataFrame(data)
+
+
+def released_predictors(raw: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Residualize the n-gram log-probability on the unigram one, then clip the predictors at mean +- 5 SD.
+
+    Returns the table (``ngram_log2prob_resid`` added) and what was done: the
+    residualizing fit and, per predictor, mean, SD, bounds and tokens clipped.
+    """
+    unigram, ngram = raw["log2_unigram_freq"].to_numpy(), raw["ngram_log2prob"].to_numpy()
+    fit = sm.OLS(ngram, sm.add_constant(unigram, has_constant="add")).fit()
+    table = raw.with_columns(pl.Series("ngram_log2prob_resid", ngram - fit.predict()))
+    clipping: dict[str, Any] = {}
+    for name in [p for p in PREDICTORS if p in table.columns]:
+        values = table[name].to_numpy()
+        mean, sd = float(np.mean(values)), float(np.std(values))
+        low, high = mean - CLIP_SD * sd, mean + CLIP_SD * sd
+        clipping[name] = {"mean": mean, "sd": sd, "low": low, "high": high}
+        clipping[name]["clipped"] = int(np.sum((values < low) | (values > high)))
+        table = table.with_columns(pl.Series(name, np.clip(values, low, high)))
+    residualizing = {"intercept": float(fit.params[0]), "slope": float(fit.params[1])}
+    return table, {"ngram_residualized_on_unigram": residualizing, "clipping": clipping}

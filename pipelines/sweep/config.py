@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ldw.errors import LdwError
+from ldw.corpus import SPLITS
+from ldw.errors import SettingsError
+from ldw.setting_checks import choice, device_name, optional_whole, real, whole
+
+MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,25 @@ class EvalSetConfig:
     seed: int = 0
     prefix_token_id: int | None = None
     tokenizer_path: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.corpus, str) or not self.corpus:
+            raise SettingsError(f"--corpus must be 'builtin' or a file, not {self.corpus!r}")
+        if not isinstance(self.tokenizer_path, str):
+            raise SettingsError(f"tokenizer_path must be a string (a folder), not {self.tokenizer_path!r}")
+        prefix = optional_whole("--prefix-token-id", self.prefix_token_id, 0)
+        checked = {
+            "split": choice("--split", self.split, SPLITS),
+            "heldout_fraction": real("--heldout-fraction", self.heldout_fraction, 0, 1, low_open=True, high_open=True),
+            # without a prefix token position 0 is never scored, so a window needs two tokens to score one
+            "seq_len": whole("--seq-len", self.seq_len, 1 if prefix is not None else 2),
+            "n_sequences": optional_whole("--sequences", self.n_sequences, 1),
+            "positions_per_sequence": optional_whole("--positions", self.positions_per_sequence, 1),
+            "seed": whole("--seed", self.seed, 0, MAX_SEED),
+            "prefix_token_id": prefix,
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
 
 
 @dataclass(frozen=True)
@@ -69,22 +92,29 @@ class SweepConfig:
     compile: bool = False
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise LdwError(f"--precision must be one of {', '.join(PRECISIONS)}, not '{self.precision}'")
-        if self.fused_head not in FUSED_HEADS:
-            raise LdwError(f"--fused-head must be one of {', '.join(FUSED_HEADS)}, not '{self.fused_head}'")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise LdwError(f"--batch-size must be at least 1, not {self.batch_size}")
-        if self.prefetch < 0:
-            raise LdwError(f"--prefetch must be 0 or more, not {self.prefetch}")
-        if self.fetch_attempts < 1:
-            raise LdwError(f"--fetch-attempts must be at least 1, not {self.fetch_attempts}")
-        if self.shard is not None and not 0 <= self.shard[0] < self.shard[1]:
-            raise LdwError(f"--shard {self.shard[0]}/{self.shard[1]}: need 0 <= i < n")
-        if self.executor not in EXECUTORS:
-            raise LdwError(f"--executor must be one of {', '.join(EXECUTORS)}, not '{self.executor}'")
+        if self.runs is not None and (isinstance(self.runs, str) or not all(isinstance(r, str) for r in self.runs)):
+            raise SettingsError(f"--run must be run ids (a tuple of strings), not {self.runs!r}")
+        object.__setattr__(self, "device", device_name("--device", self.device))
+        object.__setattr__(self, "batch_size", optional_whole("--batch-size", self.batch_size, 1))
+        if self.shard is not None:
+            object.__setattr__(self, "shard", _checked_shard(self.shard))
+        object.__setattr__(self, "executor", choice("--executor", self.executor, EXECUTORS))
+        object.__setattr__(self, "prefetch", whole("--prefetch", self.prefetch, 0))
+        object.__setattr__(self, "fetch_attempts", whole("--fetch-attempts", self.fetch_attempts, 1))
+        object.__setattr__(self, "precision", choice("--precision", self.precision, PRECISIONS))
+        object.__setattr__(self, "fused_head", choice("--fused-head", self.fused_head, FUSED_HEADS))
         if self.ray_address is not None and self.executor != "ray":
-            raise LdwError("--ray-address needs --executor ray")
+            raise SettingsError("--ray-address needs --executor ray")
+
+
+def _checked_shard(shard: object) -> tuple[int, int]:
+    """A shard ``(i, n)`` with ``0 <= i < n``."""
+    if not isinstance(shard, tuple) or len(shard) != 2:
+        raise SettingsError(f"--shard must be a pair (i, n), not {shard!r}")
+    index, count = whole("--shard I", shard[0]), whole("--shard N", shard[1], 1)
+    if index >= count:
+        raise SettingsError(f"--shard {index}/{count}: need 0 <= i < n")
+    return index, count
 
 
 @dataclass

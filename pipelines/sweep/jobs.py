@@ -20,7 +20,7 @@ from transformers import PreTrainedModel
 
 from ldw.ingest.hub import HubCheckpoint
 from ldw.probe.errors import ProbeError
-from ldw.probe.loading import load_causal_lm
+from ldw.probe.loading import SINGLE_THREAD_MAX_HIDDEN, cpu_threads, load_causal_lm
 from ldw.probe.precision import dtype_name, get_precision, matmul_precision, measure_error
 from ldw.probe.scoring import EvalBatchPlan, ScoreOptions, score_plan
 from ldw.sweep.hub_cache import DownloadLedger
@@ -169,7 +169,8 @@ def score_prepared(prepared: Prepared, plan: EvalBatchPlan, scoring: Scoring, ch
     precision = get_precision(scoring.precision)
     device = next(prepared.model.parameters()).device
     try:
-        with matmul_precision(precision.tf32):
+        hidden = getattr(prepared.model.config, "hidden_size", SINGLE_THREAD_MAX_HIDDEN + 1)
+        with matmul_precision(precision.tf32), cpu_threads(device, hidden):
             result = score_plan(prepared.model, plan, scoring.options)
     except ProbeError as exc:
         return str(exc)

@@ -91,7 +91,7 @@ def run_sweep(
             def write(job: CheckpointJob, outcome: Outcome) -> None:
                 if isinstance(outcome, Scored) and _learn(settings, outcome.notes, job == jobs[-1], console):
                     wh.record_sweep(sweep_id, settings)
-                _record(wh, job, outcome, sweep_id, summary, console)
+                _record(wh, job, outcome, sweep_id, config["eval_id"], summary, console)
                 rate = summary.tokens / max(time.perf_counter() - started, 1e-9)
                 bar.update(tasks[job.run_id], advance=1, rate=f"{rate:,.0f} tok/s")
 
@@ -219,9 +219,19 @@ def _error_words(error: dict) -> str:
 
 
 def _record(
-    wh: Warehouse, job: CheckpointJob, outcome: Outcome, sweep_id: str, summary: SweepSummary, console: Console
+    wh: Warehouse,
+    job: CheckpointJob,
+    outcome: Outcome,
+    sweep_id: str,
+    eval_id: str,
+    summary: SweepSummary,
+    console: Console,
 ) -> None:
-    """Write one checkpoint's outcome: its surprisal file, or a failed row with the one-line reason."""
+    """Write one checkpoint's outcome: its surprisal file, or a failed row with the one-line reason.
+
+    The surprisal is cataloged only while the warehouse still holds evaluation
+    set ``eval_id``, the one it was scored on (else a WarehouseError ends the sweep).
+    """
     if isinstance(outcome, Scored):
         outcome = outcome.values
         if not np.all(np.isfinite(outcome)):
@@ -231,6 +241,6 @@ def _record(
         summary.failed.append(f"{job.run_id} step {job.step}: {outcome}")
         console.print(f"[red]failed[/red] {job.run_id} step {job.step}: {outcome}", highlight=False)
         return
-    wh.write_surprisal(job.run_id, job.step, outcome, sweep_id)
+    wh.write_surprisal(job.run_id, job.step, outcome, sweep_id, eval_id)
     summary.scored += 1
     summary.tokens += len(outcome)

@@ -8,12 +8,13 @@ only, so the app's benchmark (which never loads a model) can use them.
 * :func:`write_token_curves_raw`: the token-major raw curves table alone.
 * :func:`build_curves_warehouse`: an evaluation set plus given runs of
   :func:`synthetic_curves`, for the metric pipeline.
-* :func:`chang_steps`, :func:`synthetic_curves`, :data:`CHANCE`: curves on
-  Chang et al.'s checkpoint schedule; :func:`pygam_reference` (needs pyGAM).
+* :func:`released_schedule`: the 222 checkpoint steps of Chang et al.'s runs;
+  :func:`chang_steps` (log-spaced steps of any count), :func:`synthetic_curves`,
+  :data:`CHANCE`: realistic curves; :func:`pygam_reference` (needs pyGAM).
 """
 
 from ldw.testing.curve_warehouse import build_curves_warehouse
-from ldw.testing.curves import CHANCE, chang_steps, pygam_reference, synthetic_curves
+from ldw.testing.curves import CHANCE, chang_steps, pygam_reference, released_schedule, synthetic_curves
 from ldw.testing.synthetic import SPIKE_BUMP_BITS, SyntheticInfo, SyntheticSpec, build_synthetic_warehouse
 from ldw.testing.token_major import write_token_curves_raw
 
@@ -26,6 +27,7 @@ __all__ = [
     "build_synthetic_warehouse",
     "chang_steps",
     "pygam_reference",
+    "released_schedule",
     "synthetic_curves",
     "write_token_curves_raw",
 ]

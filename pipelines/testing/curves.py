@@ -28,6 +28,19 @@ def chang_steps(n_checkpoints: int = 222, max_step: int = 1_000_000) -> np.ndarr
     return np.r_[0, raw]
 
 
+def released_schedule(max_steps: int = 1_000_000, first: int = 100, at_quarter: int = 25_000) -> np.ndarray:
+    """The checkpoint steps of Chang, Tu & Bergen (2023): 222 exponentially spaced steps from 0 to 981,536.
+
+    Checkpoint ``n`` is at ``round(a * (exp(n * b) - 1))`` with ``b = (at_quarter - first) / max_steps`` and
+    ``a = first / b``, for ``n = 0, 1, ...`` while the step is at most ``max_steps`` (so step 1M itself is not one).
+    """
+    rate = (at_quarter - first) / max_steps
+    steps = [0]
+    while (step := int(np.round(first / rate * np.expm1(len(steps) * rate)))) <= max_steps:
+        steps.append(step)
+    return np.array(steps, dtype=np.int64)
+
+
 def synthetic_curves(steps: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """Realistic surprisal curves [n, C] in bits: sigmoid descents, forgetting bumps, flat ones."""
     rng = np.random.default_rng(seed)

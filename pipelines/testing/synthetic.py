@@ -5,7 +5,8 @@ the Chang et al. scale: 1M tokens x 5 runs x 222 checkpoints). Every table the a
 reads is filled: runs, checkpoints, the evaluation set, one surprisal file per
 (run, checkpoint), traces (loss, grad_norm, lr) with injected spikes, and the
 derived tables token_metrics, crossrun_metrics, token_curves_smoothed,
-ngram_stats, spikes, spike_tokens, lr_law_fit and lr_law_curves.
+ngram_stats, spikes, spike_tokens (for loss and grad_norm spikes),
+weight_probes, lr_law_fit and lr_law_curves.
 
 Curves are sigmoids in log10(step) from chance down to a per-token final
 surprisal (frequent tokens lower and earlier) plus Gaussian noise; the tokens

@@ -62,6 +62,7 @@ def _chunk_tables(
                     "aoa_log10_step": aoa_log10,
                     "aoa_step": 10.0**aoa_log10,
                     "aoa_threshold_bits": 0.5 * chance + 0.5 * final.astype(np.float64),
+                    "acquired": (aoa <= x.max()) & (final < chance),
                     "forgettability": forget + 0.05 * final,
                     "gam_lambda": np.ones(hi - lo),
                 }
@@ -95,6 +96,7 @@ def _chunk_tables(
             "token_idx": token_idx,
             "crossrun_var": crossrun.astype(np.float64),
             "n_runs": np.full(hi - lo, len(info.run_ids), dtype=np.int32),
+            "n_runs_acquired": np.sum([m.column("acquired").to_numpy() for m in metric_parts], axis=0, dtype=np.int32),
             **means,
         }
     )
@@ -106,19 +108,22 @@ def _ngram_stats(
 ) -> pl.DataFrame:
     log2p = np.log2(prob[target])
     counts = np.maximum(1, np.round(prob[target] * 1e7)).astype(np.int64)
-    ngram = np.clip(-log2p - 2.0 + rng.normal(0, 1.5, len(target)), 0.0, None)
+    ngram = np.clip(log2p + 2.0 + rng.normal(0, 1.5, len(target)), None, 0.0)
     coef = np.polyfit(log2p, ngram, 1)
     position = np.tile(np.arange(1, seq_len), n_sequences)
+    diversity = rng.integers(0, 400, len(target))
     return pl.DataFrame(
         {
             "token_idx": np.arange(len(target), dtype=np.int64),
             "unigram_count": counts,
-            "log2_unigram_freq": log2p,
             "ngram_order": rng.integers(1, 6, len(target)).astype(np.int8),
-            "ngram_surprisal": ngram,
-            "ngram_surprisal_resid": ngram - np.polyval(coef, log2p),
-            "context_logprob": log2p.mean() + rng.normal(0, 0.5, len(target)),
+            "ngram_log2prob": ngram,
+            "contextual_div_raw": diversity.astype(np.int64),
+            "log2_unigram_freq": log2p,
+            "ngram_log2prob_resid": ngram - np.polyval(coef, log2p),
             "log2_context_length": np.log2(position.astype(np.float64)),
+            "context_logprob": log2p.mean() + rng.normal(0, 0.5, len(target)),
+            "contextual_diversity": diversity - diversity.mean(),
         }
     )
 
@@ -149,22 +154,50 @@ def _spike_tables(
         kept = per_run[run_id]["kept"]
         delta = kept[after] - kept[before]
         order = np.lexsort((np.arange(len(delta)), -delta))[:top_n]
-        token_parts.append(
-            pl.DataFrame(
-                {
-                    "run_id": run_id,
-                    "spike_id": spike_id,
-                    "step_before": before,
-                    "step_after": after,
-                    "token_idx": order.astype(np.int64),
-                    "surprisal_before": kept[before][order],
-                    "surprisal_after": kept[after][order],
-                    "delta_bits": delta[order],
-                    "rank": np.arange(1, len(order) + 1, dtype=np.int64),
-                }
-            ).cast({"spike_id": pl.Int64, "step_before": pl.Int64, "step_after": pl.Int64})
-        )
+        for trace in ("loss", "grad_norm"):  # both traces' spikes span the same steps: the same risers
+            token_parts.append(
+                pl.DataFrame(
+                    {
+                        "run_id": run_id,
+                        "trace": trace,
+                        "spike_id": spike_id,
+                        "step_before": before,
+                        "step_after": after,
+                        "token_idx": order.astype(np.int64),
+                        "surprisal_before": kept[before][order],
+                        "surprisal_after": kept[after][order],
+                        "delta_bits": delta[order],
+                        "rank": np.arange(1, len(order) + 1, dtype=np.int64),
+                    }
+                ).cast({"spike_id": pl.Int64, "step_before": pl.Int64, "step_after": pl.Int64})
+            )
     return pl.DataFrame(spike_rows), pl.concat(token_parts)
+
+
+def _weight_probes(info: SyntheticInfo) -> pl.DataFrame:
+    """Weight probes at every checkpoint: 2 layers x 4 heads of ``qk_sigma1`` (growing with log step) and
+    ``attn_entropy_bits`` (falling), and the model-level ``probe_loss``."""
+    rows = []
+    for r, run_id in enumerate(info.run_ids):
+        for step in info.steps.tolist():
+            x = float(np.log10(step + 1))
+            for layer in range(2):
+                for head in range(4):
+                    rows.append((run_id, step, layer, head, "qk_sigma1", 1.0 + x * (layer + 1) + 0.1 * head + 0.01 * r))
+                    rows.append((run_id, step, layer, head, "attn_entropy_bits", 4.0 - 0.5 * x + 0.05 * head))
+            rows.append((run_id, step, -1, -1, "probe_loss", 6.0 - x))
+    return pl.DataFrame(
+        rows,
+        schema={
+            "run_id": pl.String,
+            "step": pl.Int64,
+            "layer": pl.Int64,
+            "head": pl.Int64,
+            "name": pl.String,
+            "value": pl.Float64,
+        },
+        orient="row",
+    )
 
 
 def _lr_law_tables(wh: Warehouse, run_id: str) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -251,7 +284,10 @@ def write_derived_tables(
     wh.write_derived("ngram_stats", ngram, {"synthetic": True, "max_n": 5})
     spikes, spike_tokens = _spike_tables(info, per_run, spec.top_n)
     wh.write_derived("spikes", spikes, {"synthetic": True, "names": ["loss", "grad_norm"]})
-    wh.write_derived("spike_tokens", spike_tokens, {"synthetic": True, "trace": "loss", "top_n": spec.top_n})
+    wh.write_derived(
+        "spike_tokens", spike_tokens, {"synthetic": True, "traces": ["grad_norm", "loss"], "top_n": spec.top_n}
+    )
+    wh.write_derived("weight_probes", _weight_probes(info), {"synthetic": True})
     fit, curves = _lr_law_tables(wh, info.run_ids[0])
     wh.write_derived("lr_law_fit", fit, {"runs": [info.run_ids[0]], "predict": ["constant"]})
     wh.write_derived("lr_law_curves", curves, {"runs": [info.run_ids[0]], "predict": ["constant"]})

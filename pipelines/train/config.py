@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ldw.errors import LdwError
+from ldw.errors import LdwError, SettingsError
+from ldw.setting_checks import MAX_COUNT, real, whole
 from ldw.train.lr_schedules import GENERATORS, WSD_SHAPES
 
 if TYPE_CHECKING:
@@ -33,8 +34,39 @@ SIZE_PRESETS: dict[str, dict[str, int]] = {
 }
 
 
+MAX_SEED = 2**63 - 1
+MAX_VOCAB = 1 << 24  # no tokenizer in use comes near it; far beyond it the BPE trainer overflows
+# Whole-number fields and their (lowest, highest) value; the other checks below cover the rest.
+WHOLE_FIELDS = {
+    "seed": (0, MAX_SEED),
+    "steps": (1, MAX_COUNT),
+    "batch_size": (1, MAX_COUNT),
+    "seq_len": (2, MAX_COUNT),
+    "warmup_steps": (0, MAX_COUNT),
+    "save_every": (1, MAX_COUNT),
+    "vocab_size": (257, MAX_VOCAB),
+    "step_bound_power_iters": (1, MAX_COUNT),
+}
+# Real-number fields that must be finite; their ranges are checked below.
+REAL_FIELDS = (
+    "lr",
+    "eval_fraction",
+    "weight_decay",
+    "grad_clip",
+    "min_lr_ratio",
+    "decay_fraction",
+    "lr_gamma",
+    "step_bound_tau",
+    "z_loss",
+)
+
+
 class TrainConfigError(LdwError, ValueError):
     """A training configuration or run folder is invalid; the message says which and why."""
+
+
+class TrainSettingsError(TrainConfigError, SettingsError):
+    """A training setting is malformed or out of range (a usage error: ``ldw train`` exits 2)."""
 
 
 @dataclass(frozen=True)
@@ -80,29 +112,30 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         try:
-            object.__setattr__(self, "lr_milestones", tuple(float(m) for m in self.lr_milestones))
-        except (TypeError, ValueError):
-            raise TrainConfigError(f"lr_milestones must be fractions of steps, got {self.lr_milestones!r}") from None
+            object.__setattr__(self, "lr_milestones", tuple(real("lr_milestones", m) for m in self.lr_milestones))
+        except (TypeError, SettingsError):
+            raise TrainSettingsError(f"lr_milestones must be fractions of steps, got {self.lr_milestones!r}") from None
         object.__setattr__(self, "est_stages", _normalize_stages(self.est_stages))
+        try:
+            for name, (low, high) in WHOLE_FIELDS.items():
+                object.__setattr__(self, name, whole(name, getattr(self, name), low, high))
+            for name in REAL_FIELDS:
+                object.__setattr__(self, name, real(name, getattr(self, name)))
+        except SettingsError as exc:
+            raise TrainSettingsError(str(exc)) from None
         checks = [
             (self.size in SIZE_PRESETS, f"size must be one of {', '.join(SIZE_PRESETS)}, got {self.size!r}"),
             (self.arch in ARCHS, f"arch must be one of {', '.join(ARCHS)}, got {self.arch!r}"),
             (self.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {self.device!r}"),
-            (self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
-            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.seq_len >= 2, f"seq_len must be >= 2, got {self.seq_len}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
-            (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
-            (self.save_every >= 1, f"save_every must be >= 1, got {self.save_every}"),
             (0.0 <= self.eval_fraction < 1.0, f"eval_fraction must be in [0, 1), got {self.eval_fraction}"),
-            (self.vocab_size >= 257, f"vocab_size must be >= 257, got {self.vocab_size}"),
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (self.grad_clip >= 0, f"grad_clip must be >= 0 (0 disables clipping), got {self.grad_clip}"),
             *self._stability_checks(),
         ]
         for ok, message in checks:
             if not ok:
-                raise TrainConfigError(message)
+                raise TrainSettingsError(message)
 
     def _stability_checks(self) -> list[tuple[bool, str]]:
         """(ok, message) pairs for the schedule and stability fields."""
@@ -169,6 +202,14 @@ def config_defaults() -> dict[str, Any]:
     return TrainConfig().to_dict()
 
 
+def parse_milestones(text: str) -> tuple[float, ...]:
+    """Multistep milestones written as comma-separated fractions of steps, e.g. ``0.8,0.9``."""
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise TrainSettingsError(f"--lr-milestones must be fractions separated by commas, not {text!r}") from None
+
+
 def parse_est_stages(text: str) -> tuple[tuple[float, float, float, float], ...]:
     """Parse EST stages written ``STEPS:HEADS:MLP:LAYERS`` (fractions), stages comma-separated,
     e.g. ``0.3:0.5:0.5:0.5,0.3:0.75:0.75:1``; an empty text means no EST."""
@@ -176,20 +217,20 @@ def parse_est_stages(text: str) -> tuple[tuple[float, float, float, float], ...]
     for item in filter(None, (part.strip() for part in text.split(","))):
         values = item.split(":")
         if len(values) != 4:
-            raise TrainConfigError(f"est_stages: stage {item!r} is not STEPS:HEADS:MLP:LAYERS")
+            raise TrainSettingsError(f"est_stages: stage {item!r} is not STEPS:HEADS:MLP:LAYERS")
         try:
             stages.append(tuple(float(value) for value in values))
         except ValueError:
-            raise TrainConfigError(f"est_stages: stage {item!r} has a value that is not a number") from None
+            raise TrainSettingsError(f"est_stages: stage {item!r} has a value that is not a number") from None
     return tuple(stages)
 
 
 def _normalize_stages(stages: Any) -> tuple[tuple[float, ...], ...]:
     """EST stages as a tuple of float tuples (run.json stores lists)."""
     try:
-        return tuple(tuple(float(x) for x in stage) for stage in stages)
-    except (TypeError, ValueError):
-        raise TrainConfigError(
+        return tuple(tuple(real("est_stages", x) for x in stage) for stage in stages)
+    except (TypeError, SettingsError):
+        raise TrainSettingsError(
             f"est_stages must be a list of (steps, heads, mlp, layers) fractions, got {stages!r}"
         ) from None
 

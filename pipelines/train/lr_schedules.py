@@ -9,6 +9,7 @@ trainer does; the law counts warmup steps at the peak anyway.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ldw.errors import LdwError
+from ldw.errors import LdwError, SettingsError
 
 
 def _check(steps: int, peak: float, warmup: int) -> None:
@@ -128,25 +129,33 @@ def _option(key: str, raw: str, spec: str) -> float | int | str | tuple[float, .
             return int(raw)
         return float(raw)
     except ValueError:
-        raise LdwError(f"schedule '{spec}': option {key}={raw!r} is not a number") from None
+        raise SettingsError(f"schedule '{spec}': option {key}={raw!r} is not a number") from None
 
 
 def parse_schedule_spec(text: str) -> ScheduleSpec:
     """Parse ``cosine``, ``wsd:decay_fraction=0.1,warmup=20``, ``wsd:shape=sqrt``,
     ``multistep:milestones=0.5/0.75,gamma=0.3``,
-    ``run:RUN_ID`` or a path to a training log / a ``.txt`` file of one LR per line (steps 0..N)."""
+    ``run:RUN_ID`` or a path to a training log / a ``.txt`` file of one LR per line (steps 0..N).
+
+    A text that is none of these, or a generator option it does not take, is a SettingsError.
+    """
     if text.startswith("run:"):
         return ScheduleSpec(text, "run", text[4:], {})
     if Path(text).exists():
         return ScheduleSpec(text, "file", Path(text).name, {})
     name, _, rest = text.partition(":")
     if name not in GENERATORS:
-        raise LdwError(f"schedule '{text}': not a file, run:ID or one of {', '.join(GENERATORS)}")
+        raise SettingsError(f"schedule '{text}': not a file, run:ID or one of {', '.join(GENERATORS)}")
+    known = list(inspect.signature(GENERATORS[name]).parameters)
     options: dict[str, float | int | str | tuple[float, ...]] = {}
     for item in filter(None, rest.split(",")):
         key, eq, raw = item.partition("=")
         if not eq:
-            raise LdwError(f"schedule '{text}': option '{item}' is not key=value")
+            raise SettingsError(f"schedule '{text}': option '{item}' is not key=value")
+        if key.strip() not in known:
+            raise SettingsError(
+                f"schedule '{text}': {name} has no option '{key.strip()}' (options: {', '.join(known)})"
+            )
         options[key.strip()] = _option(key.strip(), raw.strip(), text)
     return ScheduleSpec(text, "generator", name, options)
 

@@ -25,7 +25,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 from transformers.utils import logging as hf_logging
 
 from ldw.corpus import SPLIT_SEED, load_documents, split_documents
-from ldw.probe.loading import resolve_device
+from ldw.probe.loading import cpu_threads, resolve_device
 from ldw.probe.tokenizing import encode_documents
 from ldw.train.bpe import train_bpe_tokenizer
 from ldw.train.config import (
@@ -42,7 +42,6 @@ RUN_FILE = "run.json"
 LOG_FILE = "train_log.jsonl"
 EVAL_FILE = "eval_documents.jsonl"
 TOKENIZER_DIR = "tokenizer"
-SINGLE_THREAD_MAX_HIDDEN = 128  # narrower models train faster on one CPU thread (tiny ops)
 _OWNED_ENTRY = re.compile(r"^(step\d+(\.tmp)?|tokenizer|train_log\.jsonl|eval_documents\.jsonl|run\.json(\.tmp)?)$")
 
 
@@ -154,20 +153,6 @@ def _transformers_bars_off() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-@contextmanager
-def _cpu_threads(device: torch.device, hidden_size: int) -> Iterator[int]:
-    """Use one intra-op thread for narrow models on CPU (their ops are too small to split,
-    and on shared cores the threads' synchronisation costs several times the work);
-    restore the previous thread count afterwards. Yields the thread count in use."""
-    previous = torch.get_num_threads()
-    single = device.type == "cpu" and hidden_size <= SINGLE_THREAD_MAX_HIDDEN
-    torch.set_num_threads(1 if single else previous)
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _save_checkpoint(knobs: TrainingKnobs, tokenizer: PreTrainedTokenizerBase, out_dir: Path, step: int) -> None:
     """Save the model (safetensors, a plain transformers checkpoint) and tokenizer to ``out_dir/step{step}``;
     the folder appears complete."""
@@ -277,9 +262,9 @@ def train_run(config: TrainConfig, out_dir: Path, progress: bool = True) -> Path
     keys to the log rows and a ``stability`` entry to run.json when any is on.
     """
     out_dir = Path(out_dir)
+    device = resolve_device(config.device)  # refused before the run folder is made
     if _prepare_out_dir(config, out_dir):
         return out_dir
-    device = resolve_device(config.device)
     docs = load_documents(config.corpus)
     train_docs, eval_docs = split_documents(docs, config.eval_fraction, SPLIT_SEED)
     tokenizer = _prepare_tokenizer(config, train_docs, out_dir)
@@ -316,7 +301,7 @@ def train_run(config: TrainConfig, out_dir: Path, progress: bool = True) -> Path
         "complete": False,
     }
     started = time.perf_counter()
-    with _transformers_bars_off(), _cpu_threads(device, model_config.hidden_size) as threads:
+    with _transformers_bars_off(), cpu_threads(device, model_config.hidden_size) as threads:
         run["cpu_threads"] = threads if device.type == "cpu" else None
         if config.stability_knobs:
             run["stability"] = knobs.info

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -37,3 +41,22 @@ def app_at(root: Path, monkeypatch: pytest.MonkeyPatch, **params: str) -> AppTes
     for key, value in params.items():
         at.query_params[key] = value
     return at.run()
+
+
+@pytest.fixture(scope="session")
+def with_acquired(synthetic: SyntheticInfo, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the synthetic warehouse whose token_metrics column ``acquired`` (`ldw metrics` sets it false where a
+    run never learned a token) says: run seed2 never acquired the tokens whose token_idx is a multiple of 7, and
+    every other (run, token) was acquired."""
+    root = tmp_path_factory.mktemp("app-acquired") / "warehouse"
+    shutil.copytree(synthetic.root, root)
+    wh = Warehouse.open(root)
+    for part in sorted((root / "parquet").glob("derived/token_metrics/v-*/*.parquet")):
+        table = pq.read_table(part)
+        acquired = ~(
+            pc.equal(table["run_id"], "seed2").to_numpy(zero_copy_only=False) & (table["token_idx"].to_numpy() % 7 == 0)
+        )
+        table = table.set_column(table.schema.get_field_index("acquired"), "acquired", pa.array(acquired))
+        pq.write_table(table, part)
+    wh.refresh_views()
+    return root

@@ -1,4 +1,5 @@
-"""End to end in a real headless Chromium: the launcher serves the app, a user finds a token and sees its curves.
+"""End to end in a real headless Chromium: the launcher serves the app; a user finds a token and sees its curves
+beside the training traces, opens a spike's trace window and its tokens, and jumps back to the explorer.
 
 Needs Debian's ``chromium`` at /usr/bin/chromium and the ``playwright`` Python
 package (its own browser download is not used). Screenshots land in the test's
@@ -9,17 +10,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ldw.testing import SyntheticInfo
+from tests.app.serving import free_port, wait_healthy
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -32,7 +31,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-TIMEOUT_MS = 60_000
+TIMEOUT_MS = 120_000
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)"
@@ -40,30 +39,10 @@ pytestmark = pytest.mark.skipif(
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package (pip install playwright)")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the app exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"the app did not answer at {url} within 90 s:\n{log.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def server(synthetic: SyntheticInfo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app served by ``ldw.app.launch.launch`` on a free port; the server's process group is ended after."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("server") / "streamlit.log"
     code = (
         "import sys; from pathlib import Path; from ldw.app.launch import launch; "
@@ -79,7 +58,7 @@ def server(synthetic: SyntheticInfo, tmp_path_factory: pytest.TempPathFactory) -
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, process, log)
+        wait_healthy(url, process, log)
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -90,17 +69,17 @@ def server(synthetic: SyntheticInfo, tmp_path_factory: pytest.TempPathFactory) -
             process.wait()
 
 
-SETTLED_WITH_PLOT = """(minTraces) => {
+SETTLED_WITH_PLOTS = """([minPlots, minTraces]) => {
     const running = document.querySelector('[data-testid=stStatusWidgetRunningIcon]');
     const stale = document.querySelector('[data-stale=true]');
-    const plot = document.querySelector('.js-plotly-plot');
-    return !running && !stale && plot !== null && (plot.data || []).length >= minTraces
-        && plot.getBoundingClientRect().height > 0;
+    const plots = Array.from(document.querySelectorAll('.js-plotly-plot'));
+    return !running && !stale && plots.length >= minPlots && (plots[0].data || []).length >= minTraces
+        && plots.every(p => p.getBoundingClientRect().height > 0 && (p.data || []).length > 0);
 }"""
 
 
-def _wait_settled_with_plot(page, min_traces: int) -> None:
-    """Wait until the script run is over (no running icon, no stale element) and a drawn figure is on the page.
+def _wait_settled_with_plot(page, min_traces: int, min_plots: int = 1) -> None:
+    """Wait until the script run is over (no running icon, no stale element) and drawn figures are on the page.
 
     A figure that exists is not enough: under load Streamlit re-renders after the
     first paint, and a node captured before that is detached (or faded as stale)
@@ -108,7 +87,7 @@ def _wait_settled_with_plot(page, min_traces: int) -> None:
     between a click and the start of its script run.
     """
     for _ in range(2):
-        page.wait_for_function(SETTLED_WITH_PLOT, arg=min_traces)
+        page.wait_for_function(SETTLED_WITH_PLOTS, arg=[min_plots, min_traces])
         page.wait_for_timeout(300)
 
 
@@ -118,11 +97,21 @@ def _plot_trace_counts(page) -> list[int]:
     )
 
 
-def test_find_a_token_and_see_its_curves_and_the_traces(server: str, tmp_path: Path) -> None:
+def _layout(page, index: int = 0) -> dict:
+    """hovermode, hoversubplots and the shape labels of the index-th figure, as the browser holds them."""
+    return page.evaluate(
+        """(i) => { const p = document.querySelectorAll('.js-plotly-plot')[i];
+            return {hovermode: p.layout.hovermode, hoversubplots: p.layout.hoversubplots,
+                    labels: (p.layout.shapes || []).map(s => (s.label || {}).text).filter(t => t)}; }""",
+        index,
+    )
+
+
+def test_token_curves_beside_the_traces_and_a_spike_round_trip(server: str, tmp_path: Path) -> None:
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1300})
+            page = browser.new_page(viewport={"width": 1500, "height": 1500})
             page.set_default_timeout(TIMEOUT_MS)
             page.goto(f"{server}/?page=tokens")
             box = page.get_by_label("token text", exact=True).and_(page.locator("input[type=text]"))
@@ -131,13 +120,35 @@ def test_find_a_token_and_see_its_curves_and_the_traces(server: str, tmp_path: P
             picker = page.get_by_role("combobox", name="open a result")
             picker.click()
             page.get_by_role("option").first.click()
-            _wait_settled_with_plot(page, 3)
+            _wait_settled_with_plot(page, 3 + 9)  # 3 runs' raw curves, and their loss, grad-norm and lr panels
             chart = page.locator(".js-plotly-plot").first
-            page.screenshot(path=str(tmp_path / "token-explorer.png"))
-            chart.screenshot(path=str(tmp_path / "token-curves.png"))
+            page.screenshot(path=str(tmp_path / "token-explorer.png"), full_page=True)
+            chart.screenshot(path=str(tmp_path / "token-curves-and-traces.png"))
             assert "token=" in page.url and "page=tokens" in page.url
-            assert min(_plot_trace_counts(page)) >= 3  # one raw series per run, at least
-            assert "surprisal (bits)" in chart.inner_text()
+            text = chart.inner_text()
+            for title in ("surprisal (bits)", "loss (nats)", "gradient norm", "learning rate", "checkpoints"):
+                assert title in text
+            layout = _layout(page)
+            assert layout["hovermode"] == "x unified" and layout["hoversubplots"] == "axis"
+            assert any("loss #0" in t for t in layout["labels"]) and not any("▶" in t for t in layout["labels"])
+
+            page.get_by_text("Spikes", exact=True).click()
+            page.get_by_role("heading", name="The traces around the spike").wait_for()
+            _wait_settled_with_plot(page, 1, min_plots=2)  # the trace window and the risers
+            page.screenshot(path=str(tmp_path / "spikes.png"), full_page=True)
+            window = _layout(page, 0)["labels"]
+            assert any(t.endswith("(before)") for t in window) and any(t.endswith("(after)") for t in window)
+            assert page.get_by_role("heading", name="Tokens that got worse across it").is_visible()
+            assert "page=spikes" in page.url and "spike=" in page.url
+
+            page.get_by_role("button", name="Open in explorer").click()
+            page.wait_for_url("**page=tokens**")
+            page.get_by_role("heading", name="Token explorer").wait_for()
+            _wait_settled_with_plot(page, 3 + 9)
+            assert "spike=" in page.url and "token=" in page.url
+            chosen = [t for t in _layout(page)["labels"] if "▶" in t]
+            assert len(chosen) == 1  # the spike the user came from, highlighted
+            page.locator(".js-plotly-plot").first.screenshot(path=str(tmp_path / "token-with-spike.png"))
 
             page.get_by_text("Runs overview").click()
             page.get_by_role("heading", name="Training traces").wait_for()
@@ -150,4 +161,4 @@ def test_find_a_token_and_see_its_curves_and_the_traces(server: str, tmp_path: P
             assert "learning rate" in traces.inner_text()
         finally:
             browser.close()
-    assert (tmp_path / "token-curves.png").stat().st_size > 10_000
+    assert (tmp_path / "token-curves-and-traces.png").stat().st_size > 10_000

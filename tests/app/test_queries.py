@@ -29,7 +29,7 @@ def wh(synthetic: SyntheticInfo) -> Warehouse:
 
 @pytest.fixture()
 def eval_tokens(synthetic: SyntheticInfo) -> pl.DataFrame:
-    return pl.read_parquet(synthetic.root / "parquet" / "eval" / "eval_tokens.parquet")
+    return pl.read_parquet(next((synthetic.root / "parquet" / "eval").glob("*/eval_tokens.parquet")))
 
 
 def test_tables_and_run_summary(wh: Warehouse, synthetic: SyntheticInfo) -> None:
@@ -149,7 +149,7 @@ def test_rankings_agree_with_polars(wh: Warehouse, synthetic: SyntheticInfo) -> 
 
 
 def test_context_search_finds_each_occurrence(wh: Warehouse, synthetic: SyntheticInfo) -> None:
-    seqs = pl.read_parquet(synthetic.root / "parquet" / "eval" / "eval_sequences.parquet")
+    seqs = pl.read_parquet(next((synthetic.root / "parquet" / "eval").glob("*/eval_sequences.parquet")))
     ids = seqs.filter(pl.col("seq_id") == 7)["input_ids"][0].to_list()
     needle = "".join(synthetic.vocab[i] for i in ids[4:7])
     texts = sq.sequence_texts(wh)
@@ -240,10 +240,34 @@ def test_spike_tokens_are_the_injected_risers(wh: Warehouse, synthetic: Syntheti
             [synthetic.spike_risers[("seed0", i)] for i, end in ends.items() if after(end) == after(ends[0])]
         )
     )
-    rows = aq.spike_tokens(wh, "seed0", 0, limit=len(risers))
-    assert set(rows["token_idx"].to_list()) == set(risers.tolist())
-    assert rows["rank"].to_list() == list(range(1, len(risers) + 1))
-    assert (rows["delta_bits"] > 1.5).all()
+    for trace in ("loss", "grad_norm"):  # keyed by trace: each trace's spike has its own rows
+        rows = aq.spike_tokens(wh, "seed0", trace, 0, limit=len(risers))
+        assert set(rows["token_idx"].to_list()) == set(risers.tolist())
+        assert rows["rank"].to_list() == list(range(1, len(risers) + 1))
+        assert (rows["delta_bits"] > 1.5).all()
+    assert aq.spike_tokens(wh, "seed0", "lr", 0).height == 0
+
+
+def test_trace_window_is_every_logged_point_in_range(wh: Warehouse) -> None:
+    window = aq.trace_window(wh, "seed1", ["loss", "lr"], 1000, 1200)
+    reference = pl.read_parquet(wh.store.path("traces/seed1.parquet")).filter(
+        pl.col("name").is_in(["loss", "lr"]) & pl.col("step").is_between(1000, 1200)
+    )
+    assert window.height == reference.height == 2 * 21
+    assert window.sort("name", "step")["value"].to_list() == reference.sort("name", "step")["value"].to_list()
+
+
+def test_weight_probe_series_take_the_max_of_sigma1_and_the_mean_of_entropy(wh: Warehouse) -> None:
+    assert set(q.weight_probe_names(wh)) == {"qk_sigma1", "attn_entropy_bits", "probe_loss"}
+    series = q.weight_probe_series(wh, ["seed0"], ["qk_sigma1", "attn_entropy_bits", "probe_loss"])
+    rows = wh.query("SELECT * FROM weight_probes WHERE run_id = 'seed0'")
+    for name, how in (("qk_sigma1", "max"), ("attn_entropy_bits", "mean"), ("probe_loss", "mean")):
+        expected = (
+            rows.filter(pl.col("name") == name).group_by("step").agg(getattr(pl.col("value"), how)()).sort("step")
+        )
+        got = series.filter(pl.col("name") == name).sort("step")
+        assert got["step"].to_list() == expected["step"].to_list()
+        np.testing.assert_allclose(got["value"].to_numpy(), expected["value"].to_numpy())
 
 
 def test_lr_law_tables(wh: Warehouse) -> None:
@@ -275,3 +299,20 @@ def test_rankings_offered_follow_the_columns_present() -> None:
     assert found["hardest"] == (True, False)
     tables["crossrun_metrics"] = ("token_idx", "crossrun_var")
     assert sq.available_rankings(tables)["most_variable_seeds"] == (False, True)
+
+
+def test_aoa_rankings_and_views_leave_out_tokens_never_acquired(with_acquired: Path) -> None:
+    wh = Warehouse.open(with_acquired, read_only=True)
+    never = set(range(0, 600, 7))
+    ranked = sq.rank_tokens(wh, "latest_aoa", "seed2", limit=600, has_acquired=True)
+    assert ranked.height == 600 - len(never) and not never & set(ranked["token_idx"].to_list())
+    assert sq.rank_tokens(wh, "hardest", "seed2", limit=600, has_acquired=True).height == 600  # not an AoA ranking
+    assert set(sq.rank_tokens(wh, "latest_aoa", "seed2", limit=600)["token_idx"].to_list()) >= never
+    aoa = pop.Field("token_metrics", "aoa_log10_step")
+    lo, hi = pop.field_range(wh, aoa, True)
+    counts = (
+        pop.histogram(wh, aoa, ["seed1", "seed2"], (lo, hi), 20, True).group_by("run_id").agg(pl.col("count").sum())
+    )
+    assert dict(counts.iter_rows()) == {"seed1": 600, "seed2": 600 - len(never)}
+    assert pop.not_acquired_count(wh, None) == pop.not_acquired_count(wh, ["seed2"]) == len(never)
+    assert pop.not_acquired_count(wh, ["seed0", "seed1"]) == 0

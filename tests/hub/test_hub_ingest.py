@@ -94,6 +94,18 @@ def test_one_run_per_repository_with_the_seed_from_the_name(hub_client: Path, tm
         _ingest(tmp_path / "wh", PYTHIA, PYTHIA_SEED1, name="x")
 
 
+def test_a_training_log_given_with_a_hub_repository_becomes_its_traces(hub_client: Path, tmp_path: Path) -> None:
+    log = tmp_path / "log.csv"
+    log.write_text("step,loss,lr\n1,5.0,0.001\n2,4.5,0.001\n3,nan,0.001\n", encoding="utf-8")
+    (result,) = _ingest(tmp_path / "wh", PYTHIA, revisions=("step1000",), log=log)
+    assert result.n_trace_rows == 5
+    assert any(str(log) in w and "NaN/inf" in w for w in result.warnings)
+    traces = Warehouse.open(tmp_path / "wh").traces("pythia-tiny")
+    assert traces.filter(name="loss")["value"].to_list() == [5.0, 4.5]
+    with pytest.raises(LdwError, match="--log given but 2 runs"):
+        _ingest(tmp_path / "wh", PYTHIA, PYTHIA_SEED1, log=log)
+
+
 def test_hub_options_without_a_hub_path_are_refused(tiny_runs: list[Path], tmp_path: Path) -> None:
     with pytest.raises(LdwError, match="--revisions and --every"):
         ingest_paths(tmp_path / "wh", [tiny_runs[0]], IngestConfig(every=2), progress=False)

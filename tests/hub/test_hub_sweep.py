@@ -175,6 +175,6 @@ def test_pickled_weights_load_only_through_weights_only(
     summary = run_sweep(wh, SWEEP, progress=False)
     assert summary.scored == 1 and not marker.exists()
     error = Warehouse.open(wh).checkpoints().filter(step=2)["error"][0]
-    assert error.startswith(f"hf:{repo}@step2: ") and "cannot load weights" in error
+    assert error.startswith(f"hf:{repo}@step2: ") and "refused: the pickled weights reference io.open" in error
     got = surprisal(wh).filter(step=1).drop("run_id")
     assert_bitwise_equal(got, surprisal(disk_warehouse).filter(run_id="pythia-tiny", step=1).drop("run_id"))

@@ -8,28 +8,41 @@ import numpy as np
 import pytest
 
 from ldw.curves.metrics import (
+    WINDOW,
     CrossRunAccumulator,
     SmootherCache,
+    check_run,
     common_steps,
     forgettability,
     run_metrics,
     window_mask,
 )
+from ldw.curves.sigmoid import sigmoid_aoa
 from ldw.errors import LdwError
-from ldw.testing import CHANCE, chang_steps, pygam_reference, synthetic_curves
+from ldw.testing import CHANCE, chang_steps, pygam_reference, released_schedule, synthetic_curves
 
 
-def test_window_on_log_spaced_steps_counts_training_steps_not_checkpoints():
-    powers = np.r_[0, 2 ** np.arange(11)]  # 0, 1, 2, ..., 1024
-    np.testing.assert_array_equal(powers[window_mask(powers, 0.25)], [1024])
+def test_default_window_is_the_released_last_11_checkpoints_on_the_authors_schedule():
+    steps = released_schedule()
+    assert len(steps) == 222 and steps[-1] == 981_536
+    np.testing.assert_array_equal(steps[window_mask(steps)], steps[-11:])  # annotator.py: [:, -last_n:], last_n=11
+    assert steps[-11] == 764_301 and steps[-12] >= 0.75 * steps[-1]  # the step rule alone would hold 12
+
+
+def test_window_rule_on_other_schedules():
+    powers = np.r_[0, 2 ** np.arange(11)]  # 0, 1, 2, ..., 1024: the step rule bounds the window
+    np.testing.assert_array_equal(powers[window_mask(powers)], [1024])
     np.testing.assert_array_equal(powers[window_mask(powers, 0.5)], [512, 1024])
+    dense = np.arange(0, 100_001, 1000)  # 101 evenly spaced: the cap keeps the released count
+    np.testing.assert_array_equal(dense[window_mask(dense)], np.arange(90_000, 100_001, 1000))
+    np.testing.assert_array_equal(dense[window_mask(dense, last_k=None)], np.arange(75_000, 100_001, 1000))
     pythia = np.r_[0, 2 ** np.arange(10), np.arange(1000, 10_001, 1000)]
-    np.testing.assert_array_equal(pythia[window_mask(pythia, 0.25)], [8000, 9000, 10_000])
-    assert window_mask(pythia, 1.0).all()
-    steps = chang_steps()
-    assert steps[window_mask(steps)].min() >= 750_000 and window_mask(steps).sum() == 5
+    np.testing.assert_array_equal(pythia[window_mask(pythia, 1.0, last_k=4)], [7000, 8000, 9000, 10_000])
+    assert window_mask(pythia, 1.0, None).all()
     with pytest.raises(LdwError, match="window"):
         window_mask(pythia, 0.0)
+    with pytest.raises(LdwError, match="last_k"):
+        window_mask(pythia, 0.5, 0)
 
 
 def test_final_surprisal_and_within_run_variability_over_the_window():
@@ -38,7 +51,30 @@ def test_final_surprisal_and_within_run_variability_over_the_window():
     m = run_metrics(steps, values, CHANCE, window=0.25)  # steps >= 600
     assert m.final_surprisal[0] == pytest.approx(4.0)
     assert m.within_run_var[0] == pytest.approx(np.sqrt(2.0 / 3.0))
+    m = run_metrics(steps, values, CHANCE, window=1.0, last_k=2)  # the last 2 checkpoints
+    assert m.final_surprisal[0] == pytest.approx(4.5) and m.within_run_var[0] == pytest.approx(0.5)
     np.testing.assert_array_equal(m.steps, steps[1:])
+
+
+def test_run_checks_warn_about_short_windows_and_few_checkpoints():
+    cache = SmootherCache()
+    released = released_schedule()
+    full = check_run("run a", released, cache.get(released[1:]), WINDOW, 11)
+    assert full.warnings == [] and full.n_positive == 221 and len(full.window_steps) == 11
+    assert full.admissible_lams == pytest.approx(list(np.logspace(-3, 3, 11)))
+    sparse = chang_steps(21, max_step=5_000)  # 20 positive log-spaced checkpoints: few in the last quarter
+    few = check_run("run b", sparse, cache.get(sparse[1:]), WINDOW, 11)
+    assert few.n_positive == 20 and len(few.window_steps) < 5
+    window_note, lambda_note = few.warnings
+    assert window_note.startswith(f"run b: the final-surprisal window holds {len(few.window_steps)} checkpoint(s)")
+    assert "20 checkpoints with step > 0, fewer than 37" in lambda_note and "under-determined" in lambda_note
+    smoother = cache.get(sparse[1:])
+    edof = smoother.edof[np.searchsorted(smoother.lams, few.admissible_lams)]
+    assert np.all(20 - 1.4 * edof > 0) and min(few.admissible_lams) > 1e-3
+    assert f"[{min(few.admissible_lams):g}, 1000]" in lambda_note
+    middle = chang_steps(31, max_step=10**6)  # 30 positive: not under-determined, but not every lambda either
+    (note,) = check_run("c", middle, cache.get(middle[1:]), 1.0, 11).warnings
+    assert "fewer than 37" in note and "under-determined" not in note
 
 
 def test_forgettability_on_given_curves():
@@ -78,10 +114,12 @@ def test_run_metrics_smoothing_and_forgettability_match_pygam():
 
 def test_run_metrics_with_sigmoid_reports_both_aoas():
     steps = chang_steps(100)
-    m = run_metrics(steps, synthetic_curves(steps, 4, seed=2), CHANCE, sigmoid=True)
-    assert m.sigmoid_aoa is not None
-    assert np.all((m.sigmoid_aoa.log10_step >= 0) & (m.sigmoid_aoa.log10_step <= 6))
-    np.testing.assert_allclose(m.sigmoid_aoa.step, 10.0**m.sigmoid_aoa.log10_step)
+    values = synthetic_curves(steps, 4, seed=2)
+    m = run_metrics(steps, values, CHANCE, sigmoid=True)
+    x = np.log10(steps[1:].astype(np.float64))
+    expected = sigmoid_aoa(x, values[:, 1:], CHANCE)
+    np.testing.assert_array_equal(m.sigmoid_aoa.log10_step, expected.log10_step)
+    assert np.all((m.sigmoid_aoa.log10_step >= x[0]) & (m.sigmoid_aoa.log10_step <= x[-1]))
 
 
 def brute_force_crossrun(curves: list[np.ndarray]) -> np.ndarray:

@@ -143,7 +143,7 @@ def test_a_disk_already_full_fails_at_the_catalog_with_one_line(_ingested: Path,
     assert line.startswith(f"error: {path}/") and "the disk is full (No space left on device)" in line
     (disk.path / "filler").unlink()
     assert Warehouse.open(path).checkpoints().filter(status="done").height == 0
-    assert not list((path / "parquet").glob("surprisal/*/*"))
+    assert not list((path / "parquet").glob("surprisal/*/*/*"))
     assert_doctor_sound(path)
 
 

@@ -6,7 +6,8 @@ without the failpoint and compares the warehouse with an uninterrupted run:
 catalog rows, Parquet contents (surprisal bitwise), the files on disk (no
 stray temporary or version folders) and ``ldw doctor``. Kill points are picked
 from the trace of the uninterrupted run, so they land mid-operation however
-many times the code opens the catalog.
+many times the code opens the catalog. Two kill points per command run by
+default; the third (marked ``full``) with ``--runslow``.
 """
 
 from __future__ import annotations
@@ -60,7 +61,10 @@ def ingested(tiny_runs: list[Path], tmp_path_factory: pytest.TempPathFactory) ->
     return path, traced(lambda: ingest_paths(path, tiny_runs, progress=False), root / "trace")
 
 
-@pytest.mark.parametrize("name, where", [("parquet-written", 0.5), ("parquet-renamed", 0.25), ("catalog-open", 0.75)])
+@pytest.mark.parametrize(
+    "name, where",
+    [("parquet-written", 0.5), pytest.param("parquet-renamed", 0.25, marks=pytest.mark.full), ("catalog-open", 0.75)],
+)
 def test_killed_sweep_resumes_to_the_uninterrupted_warehouse(
     name: str, where: float, _ingested: Path, swept: tuple[Path, list[str]], tmp_path: Path
 ) -> None:
@@ -73,7 +77,10 @@ def test_killed_sweep_resumes_to_the_uninterrupted_warehouse(
     assert_same_warehouse(path, reference)
 
 
-@pytest.mark.parametrize("name, where", [("parquet-written", 0.5), ("parquet-renamed", -1), ("catalog-open", -2)])
+@pytest.mark.parametrize(
+    "name, where",
+    [("parquet-written", 0.5), pytest.param("parquet-renamed", -1, marks=pytest.mark.full), ("catalog-open", -2)],
+)
 def test_killed_metrics_resume_to_the_uninterrupted_warehouse(
     name: str, where: float | int, measured: tuple[Path, Path, list[str]], tmp_path: Path
 ) -> None:
@@ -84,7 +91,10 @@ def test_killed_metrics_resume_to_the_uninterrupted_warehouse(
     assert_same_warehouse(path, reference)
 
 
-@pytest.mark.parametrize("name, where", [("catalog-open", 1), ("catalog-open", 0.5), ("parquet-written", 1)])
+@pytest.mark.parametrize(
+    "name, where",
+    [("catalog-open", 1), pytest.param("catalog-open", 0.5, marks=pytest.mark.full), ("parquet-written", 1)],
+)
 def test_killed_ingest_resumes_to_the_uninterrupted_warehouse(
     name: str, where: float | int, tiny_runs: list[Path], ingested: tuple[Path, list[str]], tmp_path: Path
 ) -> None:

@@ -1,25 +1,14 @@
-"""N-gram counting and features against brute-force Python references."""
+"""Exact streaming n-gram counting against brute-force Python counts (features: test_ngram_features.py)."""
 
 from __future__ import annotations
 
-import math
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
-import polars as pl
 import pytest
-from scipy import stats
 
-from ldw.corpus import load_documents
 from ldw.errors import LdwError
-from ldw.ngrams.config import NgramConfig
 from ldw.ngrams.counts import NgramCounter, count_ngrams
-from ldw.ngrams.features import ngram_features
-from ldw.ngrams.store import compute_ngram_stats
-from ldw.probe.tokenizing import load_tokenizer
-from ldw.train.bpe import train_bpe_tokenizer
-from ldw.warehouse import Warehouse
 
 
 def brute_counts(sequences: list[np.ndarray], max_n: int) -> dict[int, Counter]:
@@ -89,119 +78,42 @@ def test_context_counts_are_sums_over_following_tokens() -> None:
             assert gram[k - 1, i] == expected[k][tuple(int(t) for t in query[i - k + 1 : i + 1])]
 
 
-BACKOFF_CORPUS = [
-    np.array([1, 2, 3, 4, 5]),
-    np.array([1, 2, 3, 4, 6]),
-    np.array([7, 2, 3, 4, 5]),
-    np.array([2, 3, 9]),
-    np.array([4, 2, 3]),  # (2, 3) at the end: counted, but never followed by a token
-]
+def released_counts(lines: list[list[int]], n: int, pad: int, prune_below: int | None) -> dict:
+    """annotator.get_ngram_surprisals' counting of order n: {(context, target): count}, pruned at the end."""
+    counts: dict = Counter()
+    for line in lines:
+        current = [pad] * n
+        for token in line:
+            current = current[1:] + [token]
+            counts[(tuple(current[:-1]), current[-1])] += 1
+    if prune_below is not None:
+        counts = Counter({key: c for key, c in counts.items() if c >= prune_below})
+    return dict(counts)
 
 
-def test_backoff_uses_the_highest_seen_order_with_exact_mle() -> None:
-    counts = count_ngrams(BACKOFF_CORPUS, vocab_size=12, max_n=5)
-    sequences = [np.array([8, 2, 3, 4, 5]), np.array([1, 2, 3, 9]), np.array([5, 11])]
-    table = ngram_features(counts, sequences, np.array([0, 1, 1, 2]), np.array([4, 3, 0, 1]))
-    rows = table.to_dicts()
-    # (8 2 3 4 5) unseen -> 4-gram (2 3 4 5): 2 of the 3 times (2 3 4) is followed by a token.
-    assert rows[0]["ngram_order"] == 4
-    assert rows[0]["ngram_surprisal"] == pytest.approx(math.log2(3 / 2))
-    # (1 2 3 9) unseen -> 3-gram (2 3 9): once among the 4 times (2 3) is followed (not 5 occurrences).
-    assert rows[1]["ngram_order"] == 3
-    assert rows[1]["ngram_surprisal"] == pytest.approx(2.0)
-    # A first token has no context: unigram MLE, 4 ones among 21 tokens.
-    assert rows[2]["ngram_order"] == 1
-    assert rows[2]["ngram_surprisal"] == pytest.approx(math.log2(21 / 2))
-    assert rows[2]["log2_unigram_freq"] == pytest.approx(math.log2(2 / 21))
-    # Token 11 never occurs: floored at the rarest seen token's probability (count 1 of 21).
-    assert rows[3]["ngram_order"] == 0 and rows[3]["unigram_count"] == 0
-    assert rows[3]["ngram_surprisal"] == pytest.approx(math.log2(21))
-    assert rows[3]["context_logprob"] == pytest.approx(math.log2(2 / 21))
+@pytest.mark.parametrize("vocab_size, scale", [(9, 1), (50_000, 5_000)])
+def test_start_padded_pruned_counts_equal_the_released_counting(vocab_size: int, scale: int) -> None:
+    lines = [list(s) for s in random_corpus(5, 120, 6, scale) if len(s)]
+    counts = count_ngrams([np.array(s) for s in lines], vocab_size, 5, start_pad=True)
+    assert counts.pad_id == vocab_size and counts.n_tokens == sum(len(s) for s in lines)
+    pruned = counts.pruned(2, 3)
+    for n in range(1, 6):
+        for table, prune in ((counts, None), (pruned, 2 if n >= 3 else None)):
+            grams, values = table.ngram_table(n)
+            ours = {(tuple(int(t) for t in g[:-1]), int(g[-1])): int(v) for g, v in zip(grams, values, strict=True)}
+            assert ours == released_counts(lines, n, vocab_size, prune), f"order {n}"
+    assert pruned.distinct(5) < counts.distinct(5) and pruned.distinct(2) == counts.distinct(2)
 
 
-def brute_features(corpus: list[np.ndarray], sequences: list[np.ndarray], seq_id, position, max_n: int) -> dict:
-    """The module's definitions, one token at a time in plain Python."""
-    grams = brute_counts(corpus, max_n)
-    total = sum(grams[1].values())
-    floor = min(grams[1].values()) / total
-
-    def unigram_p(t: int) -> float:
-        return grams[1][(t,)] / total if grams[1][(t,)] else floor
-
-    out = {"log2_unigram_freq": [], "ngram_surprisal": [], "context_logprob": [], "log2_context_length": []}
-    for s, p in zip(seq_id, position, strict=True):
-        seq = [int(t) for t in sequences[s]]
-        target = seq[p]
-        surprisal = -math.log2(unigram_p(target))
-        for k in range(min(p + 1, max_n), 0, -1):
-            context = tuple(seq[p - k + 1 : p])
-            c = grams[k][context + (target,)]
-            if c:
-                followed = sum(v for g, v in grams[k].items() if g[:-1] == context)
-                surprisal = -math.log2(c / followed)
-                break
-        out["log2_unigram_freq"].append(math.log2(unigram_p(target)))
-        out["ngram_surprisal"].append(surprisal)
-        logs = [math.log2(unigram_p(t)) for t in seq[:p]]
-        out["context_logprob"].append(sum(logs) / len(logs) if logs else math.nan)
-        out["log2_context_length"].append(math.log2(p) if p else math.nan)
-    return {k: np.array(v) for k, v in out.items()}
-
-
-def test_features_equal_brute_force() -> None:
-    rng = np.random.default_rng(3)
-    corpus = random_corpus(4, 200, 6)
-    sequences = [rng.integers(0, 8, size=n) for n in (12, 1, 9, 15)]
-    seq_id = np.concatenate([np.full(len(s), i) for i, s in enumerate(sequences)])
-    position = np.concatenate([np.arange(len(s)) for s in sequences])
-    shuffle = rng.permutation(len(seq_id))
-    seq_id, position = seq_id[shuffle], position[shuffle]
-    counts = count_ngrams(corpus, 8, 5)
-    table = ngram_features(counts, sequences, seq_id, position, token_idx=np.arange(len(seq_id)) + 100)
-    expected = brute_features(corpus, sequences, seq_id, position, 5)
-    assert table["token_idx"].to_list() == list(range(100, 100 + len(seq_id)))
-    for name, values in expected.items():
-        np.testing.assert_allclose(table[name].to_numpy(), values, rtol=1e-12, atol=1e-12, equal_nan=True)
-    fit = stats.linregress(expected["log2_unigram_freq"], expected["ngram_surprisal"])
-    resid = expected["ngram_surprisal"] - (fit.intercept + fit.slope * expected["log2_unigram_freq"])
-    np.testing.assert_allclose(table["ngram_surprisal_resid"].to_numpy(), resid, atol=1e-10)
-
-
-def test_bad_inputs_raise_clear_errors() -> None:
+def test_padded_context_counts_sum_the_surviving_continuations() -> None:
+    """P(w | c) is renormalized over what survives pruning (the released denominator), pads included."""
+    lines = [[9, 1, 2, 3, 1, 2], [9, 1, 2, 4], [9, 3, 1, 2, 3], [9, 5]]
+    counts = count_ngrams([np.array(s) for s in lines], 10, 3, start_pad=True).pruned(2, 3)
+    gram, context = counts.position_counts(np.array([9, 1, 2, 3]), np.array([4]))
+    # (pad, 9) -> 1 twice, 3 once, 5 once; pruning leaves only (pad, 9, 1): P = 2 / 2, where unpruned it is 2 / 4
+    assert (gram[2, 1], context[2, 1]) == (2, 2)
+    assert (gram[1, 1], context[1, 1]) == (2, 4)  # bigram (9, 1) among the 4 continuations of 9
+    assert (gram[0, 0], context[0, 0]) == (4, 17)  # unigram 9 among 17 tokens, no pads
+    assert counts.count([10, 10, 9]) == 4 and counts.count([10, 10]) == 0  # a pad is context, never a target
     with pytest.raises(LdwError, match="outside the vocabulary"):
-        count_ngrams([np.array([1, 9])], vocab_size=5)
-    with pytest.raises(LdwError, match="1-D array of integer"):
-        count_ngrams([np.array([1.5])], vocab_size=5)
-    counts = count_ngrams([np.array([1, 2])], vocab_size=5)
-    with pytest.raises(LdwError, match="position 3 outside"):
-        ngram_features(counts, [np.array([1, 2])], np.array([0]), np.array([3]))
-    with pytest.raises(LdwError, match="non-empty corpus"):
-        ngram_features(count_ngrams([], 5), [np.array([1])], np.array([0]), np.array([0]))
-
-
-def test_compute_ngram_stats_writes_one_row_per_eval_token(ingested_warehouse: Path, tmp_path: Path) -> None:
-    wh = Warehouse.open(ingested_warehouse)
-    corpus = tmp_path / "ref.txt"
-    corpus.write_text("\n\n".join(load_documents("builtin")[:40]), encoding="utf-8")
-    summary = compute_ngram_stats(ingested_warehouse, NgramConfig(corpus=str(corpus), max_n=5), progress=False)
-    stored = wh.query("SELECT * FROM ngram_stats ORDER BY token_idx")
-    tokens = wh.eval_tokens()
-    assert stored["token_idx"].to_list() == tokens["token_idx"].to_list()
-    params = wh.derived_params("ngram_stats")
-    assert params["corpus"] == str(corpus) and params["max_n"] == 5
-    tokenizer = load_tokenizer(Path(wh.eval_config()["tokenizer_path"]))
-    docs = [
-        tokenizer(d, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        for d in load_documents(str(corpus))
-    ]
-    assert params["n_tokens_counted"] == summary.n_tokens_counted == sum(len(d) for d in docs)
-    unigrams = Counter(t for d in docs for t in d)
-    expected = [unigrams[int(t)] for t in tokens["token_id"]]
-    assert stored["unigram_count"].to_list() == expected
-    assert stored.select(pl.col("ngram_surprisal").is_finite().all()).item()
-
-
-def test_a_different_tokenizer_is_refused(ingested_warehouse: Path, tmp_path: Path) -> None:
-    train_bpe_tokenizer(load_documents("builtin")[:20], 300, tmp_path / "other")
-    with pytest.raises(LdwError, match="differs from the one the evaluation set was built with"):
-        compute_ngram_stats(ingested_warehouse, NgramConfig(tokenizer=tmp_path / "other"), progress=False)
+        count_ngrams([np.array([1, 10])], 10, 3, start_pad=True)

@@ -74,7 +74,7 @@ def _build(root: Path) -> tuple[Warehouse, dict[int, np.ndarray]]:
 
 def test_spike_tokens_in_warehouse(tmp_path: Path) -> None:
     wh, values = _build(tmp_path / "wh")
-    assert detect_spikes_in_warehouse(tmp_path / "wh", names=("loss",)) == 3
+    assert detect_spikes_in_warehouse(tmp_path / "wh", names=("loss",)).found == 3
     assert spike_tokens_in_warehouse(tmp_path / "wh", top_n=10) == 2
     table = wh.query("SELECT * FROM spike_tokens ORDER BY spike_id, rank")
     spikes = wh.query("SELECT spike_id, step_start FROM spikes ORDER BY spike_id")
@@ -93,6 +93,26 @@ def test_spike_tokens_in_warehouse(tmp_path: Path) -> None:
     assert second["surprisal_before"].to_numpy() == pytest.approx(values[200][top])
     assert second["surprisal_after"].to_numpy() == pytest.approx(values[300][top])
     assert wh.derived_params("spike_tokens")["top_n"] == 10
+
+
+def test_gradient_norm_spikes_get_their_risers_too(tmp_path: Path) -> None:
+    wh, values = _build(tmp_path / "wh")
+    steps = np.arange(1, 451)
+    grad = 1.0 + np.random.default_rng(2).normal(0, 0.01, len(steps))
+    grad[259:261] += 5.0  # steps 260-261: bracketed by 200 and 300, like loss spike 1
+    loss = wh.traces("run-a").select("step", "name", "value")
+    wh.write_traces("run-a", pl.concat([loss, pl.DataFrame({"step": steps, "name": "grad_norm", "value": grad})]))
+    assert detect_spikes_in_warehouse(tmp_path / "wh").found == 4
+    assert spike_tokens_in_warehouse(tmp_path / "wh", top_n=10) == 3
+    table = wh.query("SELECT * FROM spike_tokens ORDER BY trace, spike_id, rank")
+    keys = table.select("trace", "spike_id", "step_before", "step_after").unique().sort("trace", "spike_id").rows()
+    assert keys == [("grad_norm", 0, 200, 300), ("loss", 0, 100, 200), ("loss", 1, 200, 300)]
+    grad_rows = table.filter(pl.col("trace") == "grad_norm")
+    top = np.argsort(-(values[300].astype(np.float64) - values[200]), kind="stable")[:10]
+    assert (
+        grad_rows["token_idx"].to_list() == top.tolist()
+    )  # the same risers as the loss spike it shares a bracket with
+    assert wh.derived_params("spike_tokens")["traces"] == ["grad_norm", "loss"]
 
 
 def test_top_n_larger_than_token_count_keeps_all(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import pytest
 import torch
 from scipy.stats import median_abs_deviation
 
-from ldw.dynamics.spikes import SpikeParams, detect_spikes, robust_baseline
+from ldw.dynamics.spikes import SpikeParams, detect_spikes, robust_baseline, short_trace_warning
 from ldw.dynamics.spikes_store import detect_spikes_in_warehouse
 from ldw.errors import LdwError
 from ldw.warehouse import Warehouse
@@ -162,9 +162,9 @@ def test_detect_spikes_in_warehouse(tmp_path: Path) -> None:
     )
     wh.write_traces("run-a", frame)
     wh.write_traces("run-b", frame.filter(pl.col("name") == "loss"))
-    n = detect_spikes_in_warehouse(tmp_path / "wh", params=SpikeParams(k=5.0))
+    scan = detect_spikes_in_warehouse(tmp_path / "wh", params=SpikeParams(k=5.0))
     table = wh.query("SELECT * FROM spikes ORDER BY run_id, trace, spike_id")
-    assert n == table.height == 3
+    assert scan.found == table.height == 3 and scan.warnings == []
     assert table.select("run_id", "trace", "step_start", "step_end").rows() == [
         ("run-a", "grad_norm", 101, 103),
         ("run-a", "loss", 201, 202),
@@ -173,10 +173,10 @@ def test_detect_spikes_in_warehouse(tmp_path: Path) -> None:
     params = wh.derived_params("spikes")
     assert params["k"] == 5.0 and params["names"] == ["loss", "grad_norm"]
     # rerunning with another rule replaces the table
-    assert detect_spikes_in_warehouse(tmp_path / "wh", names=("grad_norm",)) == 1
+    assert detect_spikes_in_warehouse(tmp_path / "wh", names=("grad_norm",)).found == 1
     assert wh.query("SELECT count(*) AS n FROM spikes")["n"][0] == 1
     # no spikes: the table exists, empty, with its columns
-    assert detect_spikes_in_warehouse(tmp_path / "wh", names=("lr",), params=SpikeParams(k=1e6)) == 0
+    assert detect_spikes_in_warehouse(tmp_path / "wh", names=("lr",), params=SpikeParams(k=1e6)).found == 0
     empty = wh.query("SELECT * FROM spikes")
     assert empty.height == 0 and empty.columns[:3] == ["run_id", "trace", "spike_id"]
 
@@ -185,3 +185,94 @@ def test_detect_spikes_in_warehouse_without_traces(tmp_path: Path) -> None:
     Warehouse.create(tmp_path / "wh")
     with pytest.raises(LdwError, match="no loss / grad_norm traces"):
         detect_spikes_in_warehouse(tmp_path / "wh")
+
+
+def test_a_trace_shorter_than_the_window_is_named_in_a_warning(tmp_path: Path) -> None:
+    wh = Warehouse.create(tmp_path / "wh")
+    steps, loss = _smooth_decay(400, 1, 0.01)
+    wh.write_traces("long", pl.DataFrame({"step": steps, "name": "loss", "value": loss}))
+    wh.write_traces("short", pl.DataFrame({"step": steps[:30], "name": "loss", "value": loss[:30]}))
+    wh.write_traces("tiny", pl.DataFrame({"step": steps[:8], "name": "loss", "value": loss[:8]}))
+    scan = detect_spikes_in_warehouse(tmp_path / "wh", names=("loss",))
+    assert scan.found == 0 and len(scan.warnings) == 2
+    short, tiny = sorted(scan.warnings)
+    assert short.startswith("run 'short', trace 'loss': 30 logged points, fewer than the window (50)")
+    assert tiny.startswith("run 'tiny', trace 'loss': only 8 logged points") and "too short to judge" in tiny
+    assert short_trace_warning(50) is None and short_trace_warning(11) is not None
+    assert "fewer than the window" in short_trace_warning(11) and "only 10" in short_trace_warning(10)
+
+
+def test_the_rule_refuses_a_window_below_its_history(tmp_path: Path) -> None:
+    with pytest.raises(LdwError, match=r"window must be at least min_history \(10\)"):
+        SpikeParams(window=5)
+    assert SpikeParams(window=5, min_history=5).window == 5
+
+
+class _ByteWindows(torch.utils.data.Dataset):
+    """Windows of the builtin corpus as bytes (a 256-token vocabulary), at fixed random starts."""
+
+    def __init__(self, n: int, length: int) -> None:
+        from pydoc_data.topics import topics
+
+        text = torch.tensor(list("".join(topics[key] for key in sorted(topics)).encode()[:400_000]))
+        starts = torch.randint(0, len(text) - length, (n, 1), generator=torch.Generator().manual_seed(0))
+        self.windows = text[starts + torch.arange(length)]
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.windows[i], "labels": self.windows[i]}
+
+
+class _JumpAt(torch.optim.lr_scheduler.LambdaLR):
+    """A learning rate 100x higher from step ``at`` on."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, at: int) -> None:
+        super().__init__(optimizer, lambda step: 100.0 if step >= at else 1.0)
+
+
+def test_default_rule_finds_the_loss_spike_in_a_trainer_log(tiny_runs: list[Path], tmp_path: Path) -> None:
+    """A real transformers.Trainer run (logging every step) whose learning rate jumps 100x at step 101."""
+    from transformers import GPTNeoXConfig, GPTNeoXForCausalLM, Trainer, TrainingArguments
+
+    from ldw.ingest.config import IngestConfig
+    from ldw.ingest.register import ingest_paths
+
+    torch.manual_seed(0)
+    config = GPTNeoXConfig(
+        vocab_size=256,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=32,
+    )
+    model = GPTNeoXForCausalLM(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    out = tmp_path / "hf_run"
+    args = TrainingArguments(
+        output_dir=str(out),
+        max_steps=160,
+        save_steps=160,
+        logging_steps=1,
+        per_device_train_batch_size=16,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+        max_grad_norm=1e9,  # logs the gradient norm, never clips
+    )
+    data = _ByteWindows(16 * 160, 32)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matmuls only lose time to thread hand-offs on a busy machine
+    try:
+        Trainer(model=model, args=args, train_dataset=data, optimizers=(optimizer, _JumpAt(optimizer, 100))).train()
+    finally:
+        torch.set_num_threads(threads)
+    ingest_paths(tmp_path / "wh", [out], IngestConfig(tokenizer=tiny_runs[0] / "tokenizer"), progress=False)
+    scan = detect_spikes_in_warehouse(tmp_path / "wh")  # the defaults
+    spikes = Warehouse.open(tmp_path / "wh").query("SELECT * FROM spikes WHERE trace = 'loss'")
+    assert scan.warnings == [] and spikes.height >= 1
+    first = spikes.row(0, named=True)
+    assert 101 <= first["step_start"] <= 103 and first["peak_value"] > first["baseline"] + 1.0

@@ -80,7 +80,7 @@ def test_killed_sweep_resumes_to_exactly_the_uninterrupted_rows(ingested_warehou
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     surprisal_dir = ingested_warehouse / "parquet" / "surprisal"
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and len(list(surprisal_dir.glob("*/*.parquet"))) < 3:
+    while time.monotonic() < deadline and len(list(surprisal_dir.glob("*/*/*.parquet"))) < 3:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()

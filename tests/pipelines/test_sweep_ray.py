@@ -22,6 +22,7 @@ from ldw.sweep.evalset import build_eval_set
 from ldw.sweep.run import run_sweep
 from ldw.warehouse import Warehouse
 from ldw.warehouse.doctor import check_warehouse
+from ldw.warehouse.parquet_io import file_identity, file_schema_version
 from tests.conftest import TINY_EVAL
 
 ray = pytest.importorskip("ray")
@@ -64,13 +65,19 @@ def test_ray_sweep_writes_the_files_a_local_sweep_writes(
     assert by_ray.scored == by_local.scored == total and not by_ray.failed
     assert by_ray.tokens == by_local.tokens > 0
     assert _catalog(ingested_warehouse) == _catalog(local)
-    ray_files = sorted((ingested_warehouse / "parquet" / "surprisal").glob("*/*.parquet"))
-    local_files = sorted((local / "parquet" / "surprisal").glob("*/*.parquet"))
+    ray_files = sorted((ingested_warehouse / "parquet" / "surprisal").glob("*/*/*.parquet"))
+    local_files = sorted((local / "parquet" / "surprisal").glob("*/*/*.parquet"))
     assert [f.relative_to(ingested_warehouse) for f in ray_files] == [f.relative_to(local) for f in local_files]
     assert len(ray_files) == total
     for got_file, want_file in zip(ray_files, local_files, strict=True):
         got, want = pq.read_table(got_file), pq.read_table(want_file)
-        assert got.schema.equals(want.schema, check_metadata=True)
+        assert got.schema.equals(want.schema) and file_schema_version(got.schema) == file_schema_version(want.schema)
+        # each file records the same run, step and evaluation set; its sweep and write time are its own
+        per_write = ("sweep_id", "written_at")
+        got_identity, want_identity = file_identity(got.schema), file_identity(want.schema)
+        assert {k: v for k, v in got_identity.items() if k not in per_write} == {
+            k: v for k, v in want_identity.items() if k not in per_write
+        }
         assert got.drop(["surprisal_bits"]).equals(want.drop(["surprisal_bits"]))
         np.testing.assert_allclose(
             got["surprisal_bits"].to_numpy(), want["surprisal_bits"].to_numpy(), rtol=1e-6, atol=1e-6

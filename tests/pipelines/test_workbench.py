@@ -102,7 +102,9 @@ def test_settings_errors_are_one_line(tmp_path: Path) -> None:
 
 def test_import_ldw_and_the_app_load_no_torch() -> None:
     code = (
-        "import sys, ldw, ldw.app.queries, ldw.app.views.tokens, ldw.warehouse; ldw.SweepConfig; ldw.open; "
+        "import sys, ldw, ldw.app.queries, ldw.warehouse; ldw.SweepConfig; ldw.open; "
+        "import ldw.app.views.overview, ldw.app.views.tokens, ldw.app.views.population, ldw.app.views.spikes; "
+        "import ldw.app.views.schedules, ldw.app.views.export, ldw.app.explorer_figure; "
         "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,15 +20,21 @@ from typer.testing import CliRunner
 
 from ldw.cli.main import app
 from ldw.warehouse import Warehouse
-from ldw.warehouse.failpoints import FAILPOINT_ENV, TRACE_ENV
+from ldw.warehouse.failpoints import FAILPOINT_ENV, PAUSE_DIR_ENV, PAUSE_ENV, TRACE_ENV
 
 SWEEP_ARGS = ["--device", "cpu", "--batch-size", "4"]
 VERSION_FOLDER = re.compile(r"^(parquet/derived/[^/]+)/v-[0-9a-f]+")
+SWEEP_RECORD = re.compile(r"^parquet/sweeps/[0-9a-f]+\.json$")
+LOCK_FILES = ("writer.lock",)  # the writer lock and its holders' records: not data
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in (FAILPOINT_ENV, TRACE_ENV, PAUSE_ENV, PAUSE_DIR_ENV)}
 
 
 def run_ldw(args: list[str], failpoint: str | None = None, quiet: bool = True) -> subprocess.CompletedProcess:
     """Run ``ldw ARGS [--quiet]`` in a fresh Python process (with ``LDW_FAILPOINT`` when given)."""
-    env = {k: v for k, v in os.environ.items() if k not in (FAILPOINT_ENV, TRACE_ENV)}
+    env = _clean_env()
     if failpoint is not None:
         env[FAILPOINT_ENV] = failpoint
     return subprocess.run(
@@ -74,8 +81,13 @@ def copy_warehouse(source: Path, target: Path) -> Path:
 
 
 def warehouse_files(root: Path) -> list[str]:
-    """Every file and folder under ``root``; a derived table's random version folder name as ``v-*``."""
-    return sorted(VERSION_FOLDER.sub(r"\1/v-*", str(p.relative_to(root))) for p in root.rglob("*"))
+    """Every file and folder under ``root`` but the writer lock's; random version and sweep ids as ``*``."""
+    names = (str(p.relative_to(root)) for p in root.rglob("*"))
+    return sorted(
+        SWEEP_RECORD.sub("parquet/sweeps/*.json", VERSION_FOLDER.sub(r"\1/v-*", name))
+        for name in names
+        if not name.startswith(LOCK_FILES)
+    )
 
 
 def _key_columns(frame: pl.DataFrame) -> list[str]:
@@ -117,3 +129,52 @@ def assert_doctor_sound(root: Path) -> None:
     """``ldw doctor ROOT`` exits 0."""
     result = CliRunner().invoke(app, ["doctor", str(root)])
     assert result.exit_code == 0, result.output
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 300.0) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds (a loaded machine is slow)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+class Background:
+    """``ldw ARGS`` running in its own process, its output going to files (read while it runs)."""
+
+    def __init__(self, args: list[str], folder: Path, env: dict[str, str] | None = None) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.out, self.err = folder / "stdout", folder / "stderr"
+        with self.out.open("w") as out, self.err.open("w") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "ldw", *args], env={**_clean_env(), **(env or {})}, stdout=out, stderr=err
+            )
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return self.proc.pid
+
+    def stderr(self) -> str:
+        """What it wrote to stderr so far."""
+        return self.err.read_text()
+
+    def finish(self, timeout: float = 300.0) -> int:
+        """Wait for it to end; its exit code."""
+        return self.proc.wait(timeout=timeout)
+
+
+class Paused(Background):
+    """``ldw ARGS`` paused at failpoint ``point`` (``NAME:N``) until :meth:`release` (see ``LDW_PAUSEPOINT``)."""
+
+    def __init__(self, args: list[str], point: str, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        super().__init__(args, folder, {PAUSE_ENV: point, PAUSE_DIR_ENV: str(folder)})
+        wait_for(lambda: (folder / "reached").exists() or self.proc.poll() is not None, f"ldw {args[0]} at {point}")
+        assert self.proc.poll() is None, f"ldw {args[0]} ended before {point}: {self.stderr()[-2000:]}"
+
+    def release(self, timeout: float = 300.0) -> int:
+        """Let it go on; its exit code once it ends."""
+        (self.folder / "release").touch()
+        return self.finish(timeout)

@@ -57,6 +57,7 @@ def test_views_are_queryable_with_plain_duckdb(wh: Warehouse) -> None:
     for step in (0, 1):
         wh.write_surprisal("a", step, np.full(12, step + 0.5, dtype=np.float32), "sw")
     con = duckdb.connect(str(wh.catalog_path), read_only=True)
+    con.execute(f"SET file_search_path = '{wh.root}'")  # the views' paths are relative to the warehouse folder
     names = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     assert {"runs", "checkpoints", "eval_tokens", "eval_sequences", "surprisal", "traces"} <= names
     rows = con.execute(
