@@ -252,18 +252,6 @@ def _check_vocabulary(model: PreTrainedModel, plan: EvalBatchPlan) -> None:
         raise ProbeError(f"token id {bad} is outside the model's vocabulary of {size} embeddings")
 
 
-def _check_vocabulary(model: PreTrainedModel, plan: EvalBatchPlan) -> None:
-    """Every input id (and the prefix token) must index the model's input embedding."""
-    size = model.get_input_embeddings().num_embeddings
-    highest = int(plan.input_ids.max()) if plan.input_ids.size else -1
-    if plan.prefix_token_id is not None:
-        highest = max(highest, plan.prefix_token_id)
-    lowest = int(plan.input_ids.min()) if plan.input_ids.size else 0
-    if highest >= size or lowest < 0:
-        bad = highest if highest >= size else lowest
-        raise ProbeError(f"token id {bad} is outside the model's vocabulary of {size} embeddings")
-
-
 def _head_surprisal(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     parts = []
     for start in range(0, hidden.shape[0], HEAD_CHUNK_ROWS):

@@ -11,13 +11,8 @@ killed writer leaves no lock behind.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from ldw.sweep.config import SweepConfig
-from ldw.sweep.run import run_sweep
 from ldw.warehouse import Warehouse
 from ldw.warehouse.lock import HOLDERS_DIR, holders_of
 from tests.pipelines.warehouse_compare import (
@@ -33,25 +28,6 @@ from tests.pipelines.warehouse_compare import (
 
 METRICS = ["--chunk-tokens", "400", "--quiet"]
 METRIC_TABLES = {"token_metrics", "crossrun_metrics", "token_curves_smoothed", "token_curves_raw"}
-
-
-@pytest.fixture()
-def started() -> Iterator[list[Background]]:
-    """Processes a test starts; any still running at its end (a failed test) is killed."""
-    procs: list[Background] = []
-    yield procs
-    for background in procs:
-        if background.proc.poll() is None:
-            background.proc.kill()
-            background.proc.wait()
-
-
-@pytest.fixture(scope="module")
-def swept(_ingested: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny warehouse, swept."""
-    path = copy_warehouse(_ingested, tmp_path_factory.mktemp("swept") / "warehouse")
-    run_sweep(path, SweepConfig(device="cpu", batch_size=4), progress=False)
-    return path
 
 
 def _one_line_refusal(result, holder: str, pid: int) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -45,25 +44,6 @@ OTHER_ARGS = ["--split", "heldout", "--seq-len", "24", "--sequences", "30"]
 
 def _sweep(path: Path) -> None:
     run_sweep(path, SweepConfig(device="cpu", batch_size=4), progress=False)
-
-
-@pytest.fixture()
-def started() -> Iterator[list[Background]]:
-    """Processes a test starts; any still running at its end (a failed test) is killed."""
-    procs: list[Background] = []
-    yield procs
-    for background in procs:
-        if background.proc.poll() is None:
-            background.proc.kill()
-            background.proc.wait()
-
-
-@pytest.fixture(scope="module")
-def swept(_ingested: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny warehouse, swept."""
-    path = copy_warehouse(_ingested, tmp_path_factory.mktemp("swept") / "warehouse")
-    _sweep(path)
-    return path
 
 
 @pytest.fixture(scope="module")
