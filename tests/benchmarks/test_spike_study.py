@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 
 import ldw
 from benchmarks.spike_study import rose_before, write_section
@@ -16,6 +17,7 @@ from benchmarks.spike_study import rose_before, write_section
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.full  # 18 s; `bash benchmarks/gpu_session.sh --dry-run study` runs it too
 def test_spike_study_tiny_end_to_end(tmp_path: Path) -> None:
     out, md, export, work = tmp_path / "study.json", tmp_path / "RESULTS.md", tmp_path / "export", tmp_path / "work"
     md.write_text("# Results\n\nkept text\n")

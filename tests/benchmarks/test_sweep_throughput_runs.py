@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -38,6 +40,7 @@ def test_sweep_throughput_benchmark_tiny(tmp_path: Path) -> None:
     assert 1e-4 < bf16["errors_bits"]["ldw"]["max"] < 0.5  # bf16 weights: measurably off, not broken
 
 
+@pytest.mark.full  # 10 s; `bash benchmarks/gpu_session.sh --dry-run throughput` runs it too
 def test_sweep_busy_benchmark_tiny(tmp_path: Path) -> None:
     out = tmp_path / "busy.json"
     _run(

@@ -123,6 +123,7 @@ def test_shards_compose_with_ray(ray_cluster: str, ingested_warehouse: Path) -> 
     assert check_warehouse(wh) == []
 
 
+@pytest.mark.full  # the executor itself is tested above; this adds the CLI's cluster address (22 s)
 def test_cli_sweep_on_a_running_cluster(ray_cluster: str, ingested_warehouse: Path) -> None:
     command = [
         sys.executable,
