@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -117,17 +116,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("chaos_seed", _rounds(metafunc.config))
 
 
-@pytest.fixture()
-def launched() -> Iterator[list[Background]]:
-    """Processes a round starts; any still running at its end (a failed round) is killed."""
-    procs: list[Background] = []
-    yield procs
-    for background in procs:
-        if background.proc.poll() is None:
-            background.proc.kill()
-            background.proc.wait()
-
-
 def _wait_all(procs: list[Background], kills: dict[int, float], started: float) -> None:
     """Wait for every process, SIGKILLing those planned at their planned moment."""
     deadline = started + 900
@@ -144,7 +132,7 @@ def _wait_all(procs: list[Background], kills: dict[int, float], started: float) 
 
 @pytest.mark.slow
 def test_random_concurrent_commands_and_kills_end_sound_and_equal_a_serial_run(
-    chaos_seed: int, serial: Path, tiny_runs: list[Path], tmp_path: Path, launched: list[Background]
+    chaos_seed: int, serial: Path, tiny_runs: list[Path], tmp_path: Path, started: list[Background]
 ) -> None:
     rng = random.Random(chaos_seed)
     path = tmp_path / "warehouse"
@@ -152,16 +140,16 @@ def test_random_concurrent_commands_and_kills_end_sound_and_equal_a_serial_run(
     plan = [rng.choice(sorted(commands)) for _ in range(COMMANDS_PER_ROUND)]
     kills = {i: rng.uniform(0.5, 8.0) for i in range(len(plan)) if rng.random() < 0.35}
     where = f"seed {chaos_seed}: plan {plan}, kills {kills}"
-    started = time.monotonic()
+    began = time.monotonic()
     stop = tmp_path / "commands-ended"
     readers = [_Reader(path, stop, tmp_path / "reader")]
-    launched.extend(readers)  # killed at the end if the round fails before it stops them
+    started.extend(readers)  # killed at the end if the round fails before it stops them
     for index, name in enumerate(plan):
         time.sleep(rng.uniform(0.0, 1.5))
-        launched.append(Background(commands[name], tmp_path / f"{index}-{name}"))
-    _wait_all(launched[len(readers) :], dict(kills), started)
+        started.append(Background(commands[name], tmp_path / f"{index}-{name}"))
+    _wait_all(started[len(readers) :], dict(kills), began)
     stop.touch()
-    for index, (name, proc) in enumerate(zip(plan, launched[len(readers) :], strict=True)):
+    for index, (name, proc) in enumerate(zip(plan, started[len(readers) :], strict=True)):
         code, err = proc.proc.returncode, proc.stderr()
         assert code in (0, 1, -signal.SIGKILL), f"{where}: {index} {name} exit {code}: {err[-2000:]}"
         assert "Traceback" not in err, f"{where}: {index} {name}: {err[-3000:]}"
